@@ -1,0 +1,224 @@
+"""The catalog as the rating engine sees it: immutable, validated, indexed.
+
+Every entity keeps the ``SourceRef`` it was read from, so a later validation
+step (or an operator reading a rated record) can point back at the YAML.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from processors.catalog.errors import SourceRef
+from processors.catalog.matching import RowIndex
+from processors.events import AttributeValue
+from processors.money import Currency
+
+# Event fields a marketplace rate table may look up by, besides attributes.
+MARKETPLACE_FIELDS = ("provider", "product")
+
+
+class AttributeType(StrEnum):
+    NUMBER = "number"
+    STRING = "string"
+
+
+class AccountKind(StrEnum):
+    TENANT = "tenant"
+    PROJECT = "project"
+
+
+class Pricing(StrEnum):
+    FLAT = "flat"  # the rate per operation
+    UNIT = "unit"  # rate x the quantity attribute
+    GRADUATED = "graduated"  # each tier's slice of the period's quantity at its own rate
+    VOLUME = "volume"  # the whole quantity at the rate of the tier the period reached
+
+    @property
+    def tiered(self) -> bool:
+        return self in (Pricing.GRADUATED, Pricing.VOLUME)
+
+
+@dataclass(frozen=True, slots=True)
+class Attribute:
+    name: str
+    type: AttributeType
+    quota_managed: bool
+    ref: SourceRef = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    name: str
+    billable: bool
+    ref: SourceRef = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceItemType:
+    name: str
+    attributes: Mapping[str, Attribute]
+    operations: Mapping[str, Operation]
+    marketplace: bool
+    ref: SourceRef = field(compare=False, repr=False)
+
+    def lookup_fields(self) -> set[str]:
+        """Names a rate table of this type may look up by."""
+        extra = set(MARKETPLACE_FIELDS) if self.marketplace else set()
+        return set(self.attributes) | extra
+
+
+@dataclass(frozen=True, slots=True)
+class RateGroup:
+    name: str
+    description: str
+    ref: SourceRef = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class FiscalPeriod:
+    """``[start, end)``; ``end`` None means open-ended."""
+
+    name: str
+    start: datetime
+    end: datetime | None
+    ref: SourceRef = field(compare=False, repr=False)
+
+    def contains(self, moment: datetime) -> bool:
+        return self.start <= moment and (self.end is None or moment < self.end)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupAssignment:
+    """An account uses ``rate_group`` from the start of ``from_period`` on."""
+
+    rate_group: str
+    from_period: str
+    ref: SourceRef = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    kind: AccountKind
+    ou: str | None  # tenant: the top OU of the sub-tree it covers
+    ous: tuple[str, ...]  # project: the OUs grouped under it (informational)
+    rate_groups: tuple[GroupAssignment, ...]
+    credit_plan: str | None
+    ref: SourceRef = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CreditPlan:
+    """A monthly usage allowance drawn down before anything is charged."""
+
+    name: str
+    amount: Decimal
+    currency: Currency
+    ref: SourceRef = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    sku: str
+    name: str
+    provider: str
+    service_item_type: str
+    markup: Decimal | None  # overrides the provider's markup when set
+    ref: SourceRef = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    id: str
+    name: str
+    markup: Decimal  # fraction of net: 0.15 = 15 %
+    products: Mapping[str, Product]
+    ref: SourceRef = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """Quantities above ``start`` up to and including ``end`` (None: no end)."""
+
+    start: Decimal
+    end: Decimal | None
+    rate: Decimal
+    ref: SourceRef = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RateRow:
+    match: tuple[AttributeValue | None, ...]  # aligned with the table's lookup; None = "*"
+    rate_code: str
+    unit_of_measure: str
+    rate: Decimal | None  # flat and unit pricing
+    tiers: tuple[Tier, ...]  # graduated and volume pricing
+    minimum_charge: Decimal | None
+    ref: SourceRef = field(compare=False, repr=False)
+
+    @property
+    def specificity(self) -> int:
+        return sum(value is not None for value in self.match)
+
+
+@dataclass(frozen=True, slots=True)
+class RateTable:
+    name: str
+    rate_groups: tuple[str, ...]
+    service_item_type: str
+    operations: tuple[str, ...]
+    lookup: tuple[str, ...]
+    memo: tuple[str, ...]
+    currency: Currency
+    pricing: Pricing
+    quantity_attribute: str | None
+    rows: RowIndex[RateRow]
+    ref: SourceRef = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    version: str
+    service_item_types: Mapping[str, ServiceItemType]
+    rate_groups: Mapping[str, RateGroup]
+    fiscal_periods: tuple[FiscalPeriod, ...]  # sorted by start
+    org_units: frozenset[str]
+    accounts: Mapping[str, Account]
+    credit_plans: Mapping[str, CreditPlan]
+    providers: Mapping[str, Provider]
+    rate_tables: Mapping[str, RateTable]
+    # Derived indexes, built once by the loader.
+    tenant_by_ou: Mapping[str, str] = field(repr=False)
+    products: Mapping[str, Product] = field(repr=False)
+    table_for: Mapping[tuple[str, str, str], str] = field(repr=False)
+
+    def fiscal_period_at(self, moment: datetime) -> FiscalPeriod | None:
+        for period in self.fiscal_periods:
+            if period.contains(moment):
+                return period
+        return None
+
+    def rate_group_for(self, account: Account, period: FiscalPeriod) -> str | None:
+        """The group of the latest assignment that started at or before ``period``."""
+        chosen: tuple[datetime, str] | None = None
+        for assignment in account.rate_groups:
+            starts = self._period(assignment.from_period).start
+            if starts <= period.start and (chosen is None or starts > chosen[0]):
+                chosen = (starts, assignment.rate_group)
+        return None if chosen is None else chosen[1]
+
+    def rate_table_for(self, group: str, item_type: str, operation: str) -> RateTable | None:
+        name = self.table_for.get((group, item_type, operation))
+        return None if name is None else self.rate_tables[name]
+
+    def markup_for(self, product: Product) -> Decimal:
+        if product.markup is not None:
+            return product.markup
+        return self.providers[product.provider].markup
+
+    def _period(self, name: str) -> FiscalPeriod:
+        return next(period for period in self.fiscal_periods if period.name == name)

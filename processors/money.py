@@ -1,0 +1,74 @@
+"""Exact money: Decimal arithmetic, ISO 4217 currencies and one rounding rule.
+
+Amounts are rounded once per billing line, half-even, to the currency's minor
+unit. Rates and quantities keep their own scale until then, so a rate of
+``0.0125`` is never rounded before it is multiplied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+
+# Wide enough that no product of a catalog rate and an event quantity is ever
+# rounded by the arithmetic itself; only ``round_money`` rounds.
+_EXACT = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation])
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Currency:
+    code: str
+    minor_units: int
+
+    @property
+    def quantum(self) -> Decimal:
+        """The smallest amount: ``0.01`` for USD, ``1`` for JPY."""
+        return Decimal(1).scaleb(-self.minor_units)
+
+
+_TWO_DECIMALS = [
+    "USD", "EUR", "GBP", "CHF", "CAD", "AUD", "NZD", "SEK", "NOK", "DKK", "PLN", "CZK",
+    "HUF", "RON", "BGN", "INR", "CNY", "HKD", "SGD", "MXN", "BRL", "ZAR", "TRY", "ILS",
+    "AED", "SAR", "THB", "MYR", "PHP", "IDR",
+]  # fmt: skip
+_NO_DECIMALS = ["JPY", "KRW", "ISK", "CLP", "VND", "UGX", "XAF", "XOF"]
+_THREE_DECIMALS = ["KWD", "BHD", "OMR", "JOD", "TND", "LYD", "IQD"]
+
+_MINOR_UNITS: dict[str, int] = {
+    **dict.fromkeys(_TWO_DECIMALS, 2),
+    **dict.fromkeys(_NO_DECIMALS, 0),
+    **dict.fromkeys(_THREE_DECIMALS, 3),
+}
+
+CURRENCIES: dict[str, Currency] = {
+    code: Currency(code, units) for code, units in sorted(_MINOR_UNITS.items())
+}
+
+
+def currency(code: str) -> Currency | None:
+    """The known currency with this ISO code, or None."""
+    return CURRENCIES.get(code)
+
+
+def multiply(a: Decimal, b: Decimal) -> Decimal:
+    return _EXACT.multiply(a, b)
+
+
+def add(a: Decimal, b: Decimal) -> Decimal:
+    return _EXACT.add(a, b)
+
+
+def subtract(a: Decimal, b: Decimal) -> Decimal:
+    return _EXACT.subtract(a, b)
+
+
+def round_money(amount: Decimal, cur: Currency) -> Decimal:
+    """Round half-even to the currency's minor unit (the per-line rule)."""
+    return amount.quantize(cur.quantum, rounding=ROUND_HALF_EVEN, context=_EXACT)
+
+
+def fits_minor_unit(amount: Decimal, cur: Currency) -> bool:
+    """True when ``amount`` needs no rounding in this currency (e.g. 1.5 JPY does)."""
+    return round_money(amount, cur) == amount

@@ -1,0 +1,1 @@
+"""The Kafka edge: settings, clients, serde, topics, the exactly-once batch loop."""

@@ -1,0 +1,106 @@
+"""`rating`: one entry point for every routine task. `rating --help` lists them."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from processors.errors import RatingError
+from stream import commands
+from stream.settings import DEFAULT_SETTINGS_FILE
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rating", description="Real-time usage rating on Kafka: stack, catalog, "
+        "processors, publishing, simulation and inspection.")
+    parser.add_argument("--settings", type=Path, default=DEFAULT_SETTINGS_FILE,
+                        help="settings YAML (default: %(default)s)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    stack = sub.add_parser("stack", help="the local Kafka/registry/Redis stack (no Docker)")
+    stack.add_argument("action", choices=["up", "down", "status", "env"])
+    stack.add_argument("--with", dest="extra", action="append", default=[],
+                       choices=["postgres", "prometheus"], help="optional components")
+    stack.set_defaults(handler=commands.stack)
+
+    sub.add_parser("topics", help="create missing topics from the settings").set_defaults(
+        handler=commands.topics)
+    sub.add_parser("schemas", help="register every topic's Avro schema (BACKWARD)"
+                   ).set_defaults(handler=commands.schemas)
+
+    catalog = sub.add_parser("catalog", help="validate, load (publish) or show the catalog")
+    catalog.add_argument("action", choices=["validate", "load", "show"])
+    catalog.add_argument("--dir", type=Path, default=None,
+                         help="catalog folder (default: catalog_dir from the settings)")
+    catalog.set_defaults(handler=commands.catalog)
+
+    process = sub.add_parser("process", help="run the router and/or rater (exactly once)")
+    process.add_argument("--stages", default="router,rater",
+                         help="comma-separated: router, rater (default: both)")
+    process.add_argument("--instance-id", default="0",
+                         help="stable id of this instance (fences its own zombie on restart)")
+    process.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
+                         help="stop after this long with no input (default: run forever)")
+    process.set_defaults(handler=commands.process)
+
+    produce = sub.add_parser("produce", help="publish usage events from a JSON file or flags")
+    produce.add_argument("--file", type=Path, help="JSON file: one event object or a list")
+    produce.add_argument("--item-type")
+    produce.add_argument("--item-id")
+    produce.add_argument("--operation")
+    produce.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE",
+                         help="attribute; numbers become numbers, `name=text:abc` forces text")
+    produce.add_argument("--requester")
+    produce.add_argument("--home-ou")
+    produce.add_argument("--account")
+    produce.add_argument("--provider")
+    produce.add_argument("--product")
+    produce.add_argument("--source", default="rating-cli")
+    produce.set_defaults(handler=commands.produce)
+
+    simulate = sub.add_parser("simulate", help="publish a realistic simulated workload")
+    simulate.add_argument("--events", type=int, default=2000)
+    simulate.add_argument("--rate", type=float, default=0.0, help="events/s, 0 = as fast")
+    simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--bad-fraction", type=float, default=0.01,
+                          help="share of deliberately bad events (garbage, unknown items)")
+    simulate.set_defaults(handler=commands.simulate)
+
+    tail = sub.add_parser("tail", help="print a topic's records decoded (read_committed)")
+    tail.add_argument("role", choices=["events", "rated", "dlq", "rejected", "quota_alerts"])
+    tail.add_argument("--follow", action="store_true")
+    tail.set_defaults(handler=commands.tail)
+
+    demo = sub.add_parser("demo", help="make run: stack, catalog, processor, workload, summary")
+    demo.add_argument("--events", type=int, default=5000)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--keep-running", action="store_true",
+                      help="leave the processor and stack running at the end")
+    demo.set_defaults(handler=commands.demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except RatingError as exc:
+        print(f"rating {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Kafka client configurations in one place, so every process agrees on the guarantees."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from stream.settings import Connections
+
+
+def admin_client(connections: Connections) -> AdminClient:
+    return AdminClient({"bootstrap.servers": connections.kafka_bootstrap})
+
+
+def registry_client(connections: Connections) -> SchemaRegistryClient:
+    return SchemaRegistryClient({"url": connections.schema_registry_url})
+
+
+def transactional_producer(connections: Connections, transactional_id: str,
+                           transaction_timeout_ms: int) -> Producer:
+    return Producer({
+        "bootstrap.servers": connections.kafka_bootstrap,
+        "transactional.id": transactional_id,
+        "transaction.timeout.ms": transaction_timeout_ms,
+        "enable.idempotence": True,
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "queue.buffering.max.messages": 500_000,
+    })
+
+
+def idempotent_producer(connections: Connections, **overrides: Any) -> Producer:
+    config: dict[str, Any] = {
+        "bootstrap.servers": connections.kafka_bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "lz4",
+    }
+    config.update(overrides)
+    return Producer(config)
+
+
+def processing_consumer(connections: Connections, group_id: str, **overrides: Any) -> Consumer:
+    """A consumer for the exactly-once loop: offsets move only inside transactions."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": connections.kafka_bootstrap,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "isolation.level": "read_committed",
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": False,
+    }
+    config.update(overrides)
+    return Consumer(config)
+
+
+def reading_consumer(connections: Connections, **overrides: Any) -> Consumer:
+    """A group-less read_committed consumer for restores, tails and tests (assign, no commit)."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": connections.kafka_bootstrap,
+        "group.id": "rating-reader-unused",  # required by librdkafka even without subscribe()
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": True,
+    }
+    config.update(overrides)
+    return Consumer(config)

@@ -1,0 +1,198 @@
+"""The CLI's command handlers: parse nothing, call inward, print results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from processors.catalog import load_catalog_dir
+from processors.errors import RatingError
+from stream import stack as local_stack
+from stream.catalog_feed import publish_catalog
+from stream.clients import admin_client, idempotent_producer, registry_client
+from stream.contracts import build_codecs, register_all
+from stream.processor import RunOptions, run_processor
+from stream.publisher import UsagePublisher, new_event
+from stream.readback import iter_records
+from stream.settings import Settings, connections_from_env, load_settings
+from stream.topics import ensure_topics
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.settings)
+
+
+def stack(args: argparse.Namespace) -> int:
+    components = {"kafka", "registry", "redis", *args.extra}
+    if args.action == "up":
+        endpoints = local_stack.up(components=components)
+        print(local_stack.env_text(endpoints), end="")
+    elif args.action == "down":
+        local_stack.down()
+    elif args.action == "status":
+        for line in local_stack.status_lines():
+            print(line)
+    else:
+        print(local_stack.env_text(local_stack.resolve_endpoints()), end="")
+    return 0
+
+
+def topics(args: argparse.Namespace) -> int:
+    settings, connections = _settings(args), connections_from_env()
+    created = ensure_topics(admin_client(connections), settings.topics)
+    for spec in settings.topics.all():
+        state = "created" if spec.name in created else "exists"
+        print(f"{spec.name:<28} {spec.partitions:>3} partitions  {spec.cleanup:<8} {state}")
+    return 0
+
+
+def schemas(args: argparse.Namespace) -> int:
+    settings, connections = _settings(args), connections_from_env()
+    for subject, schema_id in register_all(registry_client(connections),
+                                           settings.topics).items():
+        print(f"{subject:<36} id {schema_id}  (BACKWARD)")
+    return 0
+
+
+def _catalog_sources(directory: Path) -> dict[str, str]:
+    return {path.name: path.read_text() for path in sorted(directory.glob("*.yaml"))}
+
+
+def catalog(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    directory = args.dir or settings.catalog_dir
+    loaded = load_catalog_dir(directory)
+    if args.action == "validate":
+        print(f"catalog {directory} is valid: version {loaded.version}")
+    elif args.action == "load":
+        connections = connections_from_env()
+        ensure_topics(admin_client(connections), settings.topics)
+        publish_catalog(idempotent_producer(connections), settings.topics.catalog.name, loaded,
+                        _catalog_sources(directory))
+        print(f"catalog version {loaded.version} published to {settings.topics.catalog.name}")
+    else:
+        print(json.dumps(loaded.summary(), indent=2, default=str))
+    return 0
+
+
+def process(args: argparse.Namespace) -> int:
+    settings, connections = _settings(args), connections_from_env()
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    run_processor(settings, connections, RunOptions(stages=stages, instance_id=args.instance_id,
+                                                    idle_exit_s=args.idle_exit))
+    return 0
+
+
+def produce(args: argparse.Namespace) -> int:
+    settings, connections = _settings(args), connections_from_env()
+    if args.file:
+        events = [_event_from_json(raw, f"{args.file}#{index}")
+                  for index, raw in enumerate(_json_list(args.file))]
+    else:
+        events = [_event_from_flags(args)]
+    with UsagePublisher.connect(connections, settings.topics.events.name) as publisher:
+        for event in events:
+            publisher.publish(event)
+    for event in events:
+        print(f"published {event.event_id} {event.service_item_type}/{event.operation}")
+    return 0
+
+
+def _json_list(path: Path) -> list[dict[str, Any]]:
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RatingError(f"{path}: not readable JSON: {exc}") from None
+    return raw if isinstance(raw, list) else [raw]
+
+
+def _event_from_json(raw: dict[str, Any], where: str) -> Any:
+    from datetime import datetime
+
+    try:
+        when = raw.get("event_time")
+        return new_event(
+            service_item_type=raw["service_item_type"], service_item_id=raw["service_item_id"],
+            operation=raw["operation"], attributes=_typed(raw.get("attributes", {})),
+            requester=raw["requester"], home_ou=raw["home_ou"],
+            source=raw.get("source", "rating-cli"), event_id=raw.get("event_id"),
+            event_time=datetime.fromisoformat(when) if when else None,
+            account_id=raw.get("account_id"), provider=raw.get("provider"),
+            product=raw.get("product"))
+    except KeyError as exc:
+        raise RatingError(f"{where}: missing field {exc}") from None
+
+
+def _typed(attributes: dict[str, Any]) -> dict[str, int | str | Decimal]:
+    typed: dict[str, int | str | Decimal] = {}
+    for name, value in attributes.items():
+        if isinstance(value, bool):
+            raise RatingError(f"attribute {name!r}: booleans are not attribute values")
+        typed[name] = Decimal(str(value)) if isinstance(value, int | float) else str(value)
+    return typed
+
+
+def _event_from_flags(args: argparse.Namespace) -> Any:
+    missing = [flag for flag, value in (("--item-type", args.item_type),
+                                        ("--item-id", args.item_id),
+                                        ("--operation", args.operation),
+                                        ("--requester", args.requester),
+                                        ("--home-ou", args.home_ou)) if not value]
+    if missing:
+        raise RatingError(f"missing {', '.join(missing)} (or give --file)")
+    attributes: dict[str, int | str | Decimal] = {}
+    for pair in args.attr:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise RatingError(f"--attr {pair!r}: expected NAME=VALUE")
+        attributes[name] = _attribute_value(value)
+    return new_event(service_item_type=args.item_type, service_item_id=args.item_id,
+                     operation=args.operation, attributes=attributes,
+                     requester=args.requester, home_ou=args.home_ou, source=args.source,
+                     account_id=args.account, provider=args.provider, product=args.product)
+
+
+def _attribute_value(text: str) -> str | Decimal:
+    if text.startswith("text:"):
+        return text[5:]
+    try:
+        return Decimal(text)
+    except ArithmeticError:
+        return text
+
+
+def simulate(args: argparse.Namespace) -> int:
+    from stream.simulate import run_simulation
+
+    settings, connections = _settings(args), connections_from_env()
+    report = run_simulation(connections, settings, events=args.events, rate=args.rate,
+                            seed=args.seed, bad_fraction=args.bad_fraction)
+    print(report.describe())
+    return 0
+
+
+def tail(args: argparse.Namespace) -> int:
+    settings, connections = _settings(args), connections_from_env()
+    codecs = build_codecs(registry_client(connections), settings.topics)
+    decoder = {"events": codecs.event_decoder, "rated": codecs.rated_decoder,
+               "dlq": codecs.dead_letter_decoder, "rejected": codecs.dead_letter_decoder,
+               "quota_alerts": codecs.alert_decoder}[args.role]
+    topic = getattr(settings.topics, args.role).name
+    for record in iter_records(connections, topic, decoder, follow=args.follow):
+        value = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in record.value.items()}
+        print(json.dumps({"partition": record.partition, "offset": record.offset, **value},
+                         default=str), flush=True)
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from stream.demo import run_demo
+
+    return run_demo(_settings(args), events=args.events, seed=args.seed,
+                    keep_running=args.keep_running, out=sys.stdout)
+
+

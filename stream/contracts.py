@@ -1,0 +1,51 @@
+"""The registered Avro contracts of every topic, and the encoders/decoders built from them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from stream.serde import SCHEMA_FILES, AvroDecoder, AvroEncoder, register
+from stream.settings import Topics
+
+
+@dataclass(frozen=True)
+class Codecs:
+    event_encoder: AvroEncoder
+    event_decoder: AvroDecoder
+    rated_encoder: AvroEncoder
+    rated_decoder: AvroDecoder
+    dead_letter_encoder: AvroEncoder
+    rejected_encoder: AvroEncoder
+    dead_letter_decoder: AvroDecoder
+    alert_encoder: AvroEncoder
+    alert_decoder: AvroDecoder
+
+
+def register_all(client: SchemaRegistryClient, topics: Topics) -> dict[str, int]:
+    """Register every topic's value schema with BACKWARD compatibility; subject -> id."""
+    ids = {}
+    for role, file_name in SCHEMA_FILES.items():
+        topic = getattr(topics, role).name
+        ids[f"{topic}-value"] = register(client, topic, file_name)
+    return ids
+
+
+def build_codecs(client: SchemaRegistryClient, topics: Topics) -> Codecs:
+    ids = register_all(client, topics)
+
+    def encoder(role: str) -> AvroEncoder:
+        return AvroEncoder(ids[f"{getattr(topics, role).name}-value"], SCHEMA_FILES[role])
+
+    return Codecs(
+        event_encoder=encoder("events"),
+        event_decoder=AvroDecoder(client, SCHEMA_FILES["events"]),
+        rated_encoder=encoder("rated"),
+        rated_decoder=AvroDecoder(client, SCHEMA_FILES["rated"]),
+        dead_letter_encoder=encoder("dlq"),
+        rejected_encoder=encoder("rejected"),
+        dead_letter_decoder=AvroDecoder(client, SCHEMA_FILES["dlq"]),
+        alert_encoder=encoder("quota_alerts"),
+        alert_decoder=AvroDecoder(client, SCHEMA_FILES["quota_alerts"]),
+    )

@@ -1,0 +1,61 @@
+"""Consumer-group progress: is a processor group caught up with its input topics?
+
+Offsets alone cannot say it: transactional topics hold commit markers, so a
+fully caught-up group still sits one offset below the high watermark. We read
+from each committed offset with read_committed and look for a data record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from stream.clients import reading_consumer
+from stream.settings import Connections
+
+OFFSET_BEGINNING = -2
+
+
+def committed_offsets(consumer: Consumer, topics: Sequence[str],
+                      timeout_s: float) -> list[TopicPartition]:
+    metadata = consumer.list_topics(timeout=timeout_s)
+    partitions = [TopicPartition(topic, p) for topic in topics
+                  for p in metadata.topics[topic].partitions]
+    return list(consumer.committed(partitions, timeout=timeout_s))
+
+
+def caught_up(connections: Connections, group_id: str, topics: Sequence[str],
+              timeout_s: float = 10.0) -> bool:
+    """True when no committed (visible) record lies after the group's committed offsets."""
+    consumer = reading_consumer(connections, **{"group.id": group_id})
+    try:
+        positions = [TopicPartition(tp.topic, tp.partition,
+                                    tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
+                     for tp in committed_offsets(consumer, topics, timeout_s)]
+        consumer.assign(positions)
+        pending = {(tp.topic, tp.partition) for tp in positions}
+        deadline = time.monotonic() + timeout_s
+        while pending and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            error = message.error()
+            if error is None:
+                return False  # a record the group has not committed yet
+            if error.code() == KafkaError._PARTITION_EOF:
+                pending.discard((message.topic(), message.partition()))
+        return not pending
+    finally:
+        consumer.close()
+
+
+def wait_until_caught_up(connections: Connections, group_id: str, topics: Sequence[str],
+                         timeout_s: float, poll_s: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if caught_up(connections, group_id, topics):
+            return True
+        time.sleep(poll_s)
+    return False

@@ -1,0 +1,221 @@
+"""The one place that owns the commit order: the exactly-once batch loop.
+
+Invariant (read this before changing anything below):
+  For every batch, (a) the stages' output records, (b) their state changelog
+  records and (c) the consumed input offsets are written in ONE Kafka
+  transaction. Readers use read_committed, so either all of a batch becomes
+  visible or none of it does; a crash at any point leaves the group's
+  committed offsets at the start of the uncommitted batch and the state
+  changelog at the matching point.
+
+  The next consume() is called only after the transaction has been
+  committed, or aborted AND the consumer rewound AND in-memory state
+  re-restored. A rebalance callback therefore never runs inside an open
+  transaction, and state handed over to another instance is exactly what
+  was committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from processors.errors import RatingError
+from stream import metrics
+from stream.errors import TransientError
+
+log = logging.getLogger(__name__)
+
+
+class FatalProcessingError(RatingError):
+    """The loop cannot continue (fenced by a newer instance, fatal producer error)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    partition: int | None = None  # explicit for changelog records, else the key decides
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class Stage(Protocol):
+    """One step of the pipeline, driven by the loop. Stages never touch offsets."""
+
+    name: str
+
+    @property
+    def topics(self) -> Sequence[str]: ...
+
+    def process(self, message: Message) -> Iterable[Output]:
+        """Outputs for one consumed record; bad input becomes a dead-letter Output."""
+        ...
+
+    def end_batch(self) -> Iterable[Output]:
+        """State changelog records for what changed in this batch."""
+        ...
+
+    def assigned(self, partitions: Sequence[TopicPartition]) -> None:
+        """Restore state for partitions now owned (from the committed changelog)."""
+        ...
+
+    def revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        """Drop state for partitions no longer owned."""
+        ...
+
+    def abort_batch(self) -> None:
+        """Forget uncommitted state changes (called after an aborted transaction)."""
+        ...
+
+
+class ExactlyOnceLoop:
+    def __init__(self, consumer: Consumer, producer: Producer, stages: Sequence[Stage],
+                 batch_size: int, batch_timeout_s: float):
+        self._consumer = consumer
+        self._producer = producer
+        self._stages = list(stages)
+        self._stage_by_topic = {topic: stage for stage in stages for topic in stage.topics}
+        self._batch_size = batch_size
+        self._batch_timeout_s = batch_timeout_s
+        self._assignment: list[TopicPartition] = []
+        self.batches_committed = 0
+        self._backoff_s = 0.0
+
+    def run(self, should_stop: Callable[[], bool],
+            between_batches: Callable[[], None] | None = None) -> None:
+        self._producer.init_transactions()
+        self._consumer.subscribe(list(self._stage_by_topic), on_assign=self._on_assign,
+                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)
+        try:
+            while not should_stop():
+                if between_batches is not None:
+                    between_batches()
+                messages = self._consumer.consume(self._batch_size, self._batch_timeout_s)
+                batch = [m for m in messages if self._usable(m)]
+                if batch:
+                    self._process_batch(batch)
+        finally:
+            self._consumer.close()
+            self._producer.flush(10)
+
+    def _usable(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return True
+        if error.fatal():
+            raise FatalProcessingError(f"consumer fatal error: {error}")
+        log.warning("consumer error on %s[%s]: %s", message.topic(), message.partition(), error)
+        return False
+
+    def _process_batch(self, batch: list[Message]) -> None:
+        started = time.perf_counter()
+        self._producer.begin_transaction()
+        try:
+            for message in batch:
+                stage = self._stage_by_topic[message.topic()]
+                for output in stage.process(message):
+                    self._produce(output)
+            for stage in self._stages:
+                for output in stage.end_batch():
+                    self._produce(output)
+            self._producer.send_offsets_to_transaction(
+                _next_offsets(batch), self._consumer.consumer_group_metadata())
+            self._commit()
+        except KafkaException as exc:
+            self._abort(batch, exc)
+            return
+        except TransientError as exc:
+            self._abort(batch, None)
+            self._backoff_s = min(self._backoff_s * 2 or 0.5, 30.0)
+            log.warning("batch aborted, retrying in %.1f s: %s", self._backoff_s, exc)
+            time.sleep(self._backoff_s)
+            return
+        except Exception:
+            # A bug or a transient dependency failure (e.g. the registry is down):
+            # nothing of this batch may become visible. Abort, rewind, then re-raise.
+            self._abort(batch, None)
+            raise
+        self.batches_committed += 1
+        self._backoff_s = 0.0
+        metrics.BATCH_SIZE.observe(len(batch))
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.TRANSACTIONS.labels(result="committed").inc()
+
+    def _produce(self, output: Output) -> None:
+        kwargs = {"key": output.key, "value": output.value, "headers": output.headers or None}
+        if output.partition is not None:
+            kwargs["partition"] = output.partition
+        while True:
+            try:
+                self._producer.produce(output.topic, **kwargs)
+                return
+            except BufferError:
+                # Local queue full: serve delivery reports to make room, then retry.
+                self._producer.poll(0.05)
+
+    def _commit(self) -> None:
+        while True:
+            try:
+                self._producer.commit_transaction()
+                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if error.retriable():
+                    log.warning("commit_transaction retriable error, retrying: %s", error)
+                    continue
+                raise
+
+    def _abort(self, batch: list[Message], cause: KafkaException | None) -> None:
+        if cause is not None:
+            error: KafkaError = cause.args[0]
+            if error.fatal() or not error.txn_requires_abort():
+                raise FatalProcessingError(f"transaction failed fatally: {error}") from cause
+            log.warning("aborting transaction: %s", error)
+        self._producer.abort_transaction()
+        metrics.TRANSACTIONS.labels(result="aborted").inc()
+        for tp in _first_offsets(batch):
+            self._consumer.seek(tp)
+        for stage in self._stages:
+            stage.abort_batch()
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assignment = list(partitions)
+        log.info("assigned %s", _describe(partitions))
+        for stage in self._stages:
+            stage.assigned([tp for tp in partitions if tp.topic in stage.topics])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("revoked %s", _describe(partitions))
+        for stage in self._stages:
+            stage.revoked([tp for tp in partitions if tp.topic in stage.topics])
+        self._assignment = []
+
+
+def _next_offsets(batch: list[Message]) -> list[TopicPartition]:
+    """The offset to resume from per partition: last consumed + 1."""
+    highest: dict[tuple[str, int], int] = {}
+    for message in batch:
+        key = (message.topic(), message.partition())
+        highest[key] = max(highest.get(key, -1), message.offset())
+    return [TopicPartition(topic, partition, offset + 1)
+            for (topic, partition), offset in highest.items()]
+
+
+def _first_offsets(batch: list[Message]) -> list[TopicPartition]:
+    """Where to rewind after an abort: the first offset of the batch per partition."""
+    lowest: dict[tuple[str, int], int] = {}
+    for message in batch:
+        key = (message.topic(), message.partition())
+        lowest[key] = min(lowest.get(key, message.offset()), message.offset())
+    return [TopicPartition(topic, partition, offset)
+            for (topic, partition), offset in lowest.items()]
+
+
+def _describe(partitions: Sequence[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"

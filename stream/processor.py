@@ -1,0 +1,105 @@
+"""Wires one processor process: settings -> clients -> stages -> the exactly-once loop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from types import FrameType
+
+from processors.state import RatingState
+from stream.catalog_feed import CatalogFeed
+from stream.clients import processing_consumer, reading_consumer, registry_client, \
+    transactional_producer
+from stream.contracts import build_codecs
+from stream.loop import ExactlyOnceLoop, Stage
+from stream.settings import Connections, Settings
+from stream.stages import RaterStage, RouterStage
+from stream.state_store import ChangelogStateStore
+
+log = logging.getLogger(__name__)
+STAGES = ("router", "rater")
+
+
+@dataclass
+class RunOptions:
+    stages: Sequence[str] = STAGES
+    instance_id: str = "0"
+    catalog_wait_s: float = 60.0
+    idle_exit_s: float | None = None  # stop after this long without input (demo, tests)
+
+
+def run_processor(settings: Settings, connections: Connections, options: RunOptions,
+                  stop: threading.Event | None = None) -> int:
+    """Run until SIGTERM/SIGINT (or ``stop``); the number of committed batches."""
+    stop = stop or _stop_on_signals()
+    unknown = set(options.stages) - set(STAGES)
+    if unknown or not options.stages:
+        raise ValueError(f"unknown stages {sorted(unknown)}; choose from {STAGES}")
+    topics = settings.topics
+    codecs = build_codecs(registry_client(connections), topics)
+    feed = CatalogFeed(reading_consumer(connections), topics.catalog.name)
+    feed.wait_for_catalog(options.catalog_wait_s)
+    window = timedelta(days=settings.processor.dedup_window_days)
+    stages: list[Stage] = []
+    store = None
+    if "router" in options.stages:
+        stages.append(RouterStage(codecs, topics, lambda: feed.current))
+    if "rater" in options.stages:
+        store = ChangelogStateStore(reading_consumer(connections), topics.changelog.name,
+                                    lambda: RatingState(dedup_window=window))
+        stages.append(RaterStage(codecs, topics, lambda: feed.current, store))
+    group = settings.processor.group_id
+    # A stable transactional id per instance: a restarted instance fences its own
+    # zombie and aborts the zombie's open transaction at once (no wait for the timeout).
+    producer = transactional_producer(connections, f"{group}-{'-'.join(options.stages)}-"
+                                      f"{options.instance_id}",
+                                      settings.processor.transaction_timeout_ms)
+    consumer = processing_consumer(connections, group)
+    loop = ExactlyOnceLoop(consumer, producer, stages, settings.processor.batch_size,
+                           settings.processor.batch_timeout_s)
+    idle = _IdleWatch(options.idle_exit_s, loop)
+    log.info("processor %s running stages %s with catalog %s", options.instance_id,
+             list(options.stages), feed.current.version)
+    try:
+        loop.run(should_stop=lambda: stop.is_set() or idle.expired(),
+                 between_batches=feed.refresh)
+    finally:
+        feed.close()
+        if store is not None:
+            store.close()
+    log.info("processor %s stopped after %d batches", options.instance_id,
+             loop.batches_committed)
+    return loop.batches_committed
+
+
+class _IdleWatch:
+    def __init__(self, limit_s: float | None, loop: ExactlyOnceLoop):
+        self._limit_s = limit_s
+        self._loop = loop
+        self._seen = -1
+        self._since = time.monotonic()
+
+    def expired(self) -> bool:
+        if self._limit_s is None:
+            return False
+        if self._loop.batches_committed != self._seen:
+            self._seen = self._loop.batches_committed
+            self._since = time.monotonic()
+        return time.monotonic() - self._since > self._limit_s
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: finishing the current batch, then stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    return stop

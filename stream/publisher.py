@@ -1,0 +1,136 @@
+"""The publisher API for platform services.
+
+    from stream.publisher import UsagePublisher, new_event
+
+    with UsagePublisher.connect() as publisher:
+        publisher.publish(new_event(
+            service_item_type="VirtualMachine", service_item_id="vm-42",
+            operation="Create", attributes={"vcpu": 4, "memory_gb": 16, "region": "us-east"},
+            requester="alice", home_ou="eng/platform", source="provisioning-engine"))
+    # leaving the block waits for every delivery and raises PublishError on failures
+
+Events are validated exactly as the router will validate them, so an invalid
+event fails here, in the caller, before it reaches the topic. The producer is
+idempotent (acks=all), so its own retries never duplicate an event. Records are
+keyed by service item id: every operation on one instance stays in order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from types import TracebackType
+from typing import Self
+
+from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka.schema_registry import SchemaRegistryClient
+
+from processors.errors import EventRejected, RatingError
+from processors.events import AttributeValue, UsageEvent
+from stream.clients import idempotent_producer, registry_client
+from stream.codec import event_from_avro, event_to_avro
+from stream.serde import SCHEMA_FILES, AvroEncoder, register
+from stream.settings import Connections, connections_from_env, load_settings
+
+
+class PublishError(RatingError):
+    """An event was invalid, or the broker did not confirm its delivery."""
+
+
+def new_event(*, service_item_type: str, service_item_id: str, operation: str,
+              attributes: Mapping[str, int | str | Decimal], requester: str, home_ou: str,
+              source: str, event_id: str | None = None, event_time: datetime | None = None,
+              account_id: str | None = None, provider: str | None = None,
+              product: str | None = None) -> UsageEvent:
+    """A usage event with a fresh id and the current time unless given.
+
+    Numbers may be int or Decimal (floats are refused: money and quantities are exact).
+    """
+    typed: dict[str, AttributeValue] = {}
+    for name, value in attributes.items():
+        if isinstance(value, bool) or isinstance(value, float):
+            raise PublishError(f"attribute {name!r}: use int, Decimal or str, not "
+                               f"{type(value).__name__} ({value!r})")
+        typed[name] = Decimal(value) if isinstance(value, int) else value
+    when = event_time or datetime.now(UTC)
+    if when.tzinfo is None:
+        raise PublishError("event_time must be timezone-aware (UTC)")
+    return UsageEvent(event_id=event_id or str(uuid.uuid4()), event_time=when.astimezone(UTC),
+                      service_item_type=service_item_type, service_item_id=service_item_id,
+                      operation=operation, attributes=typed, requester=requester,
+                      home_ou=home_ou, source=source, account_id=account_id,
+                      provider=provider, product=product)
+
+
+def validate_event(event: UsageEvent) -> dict[str, object]:
+    """The Avro record for ``event``, checked by the same rules the router applies."""
+    record = event_to_avro(event)
+    try:
+        event_from_avro(record)
+    except EventRejected as rejection:
+        raise PublishError(f"invalid event: {rejection.message}") from None
+    return record
+
+
+class UsagePublisher:
+    def __init__(self, producer: Producer, registry: SchemaRegistryClient, topic: str):
+        self._producer = producer
+        self._topic = topic
+        schema_id = register(registry, topic, SCHEMA_FILES["events"])
+        self._encoder = AvroEncoder(schema_id, SCHEMA_FILES["events"])
+        self._failures: list[str] = []
+        self.delivered = 0
+
+    @classmethod
+    def connect(cls, connections: Connections | None = None, topic: str | None = None) -> Self:
+        connections = connections or connections_from_env()
+        topic = topic or load_settings().topics.events.name
+        return cls(idempotent_producer(connections), registry_client(connections), topic)
+
+    def publish(self, event: UsageEvent) -> None:
+        """Queue one event; delivery is confirmed by flush() (or leaving the with-block)."""
+        value = self._encoder.encode(validate_event(event))
+        self._produce(event.service_item_id.encode(), value, event.event_id)
+
+    def publish_raw(self, key: bytes | None, value: bytes) -> None:
+        """Bytes as they are (for tests and replays of dead letters): no validation."""
+        self._produce(key, value, "<raw>")
+
+    def flush(self, timeout_s: float = 30.0) -> int:
+        """Wait for every queued event; the number delivered so far, or PublishError."""
+        remaining = self._producer.flush(timeout_s)
+        if remaining:
+            raise PublishError(f"{remaining} events not confirmed by the broker within "
+                               f"{timeout_s} s")
+        if self._failures:
+            failures, self._failures = self._failures, []
+            raise PublishError(f"{len(failures)} events failed: {failures[:5]}")
+        return self.delivered
+
+    def _produce(self, key: bytes | None, value: bytes, event_id: str) -> None:
+        def on_delivery(error: KafkaError | None, _message: Message) -> None:
+            if error is None:
+                self.delivered += 1
+            else:
+                self._failures.append(f"{event_id}: {error}")
+
+        while True:
+            try:
+                self._producer.produce(self._topic, key=key, value=value,
+                                       on_delivery=on_delivery)
+                break
+            except BufferError:
+                self._producer.poll(0.1)
+        self._producer.poll(0)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.flush()
+        else:
+            self._producer.flush(5)

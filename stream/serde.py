@@ -1,0 +1,122 @@
+"""Confluent wire format with fastavro: magic byte 0, 4-byte schema id, Avro binary.
+
+The hot path never talks to the registry after warm-up: writer schemas are
+parsed once per schema id and cached; our own schema is registered once per
+subject at start-up and its id reused for every record.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+from processors.errors import RatingError
+from stream.errors import TransientError
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+MAGIC_BYTE = 0
+_HEADER = struct.Struct(">bI")
+
+# Public contract: which schema file each topic role carries (subject = "<topic>-value").
+SCHEMA_FILES = {
+    "events": "usage_event.avsc",
+    "by_account": "usage_event.avsc",
+    "rated": "rated_usage.avsc",
+    "rejected": "rejected_usage.avsc",
+    "dlq": "rejected_usage.avsc",
+    "quota_alerts": "quota_alert.avsc",
+}
+
+
+class SerdeError(RatingError):
+    """Bytes that are not a record we can read (the DLQ reason is UNDECODABLE)."""
+
+
+class RegistryUnavailable(TransientError):
+    """The registry could not answer: transient, so the batch is retried, not dead-lettered."""
+
+
+@lru_cache(maxsize=None)
+def schema_text(file_name: str) -> str:
+    return (SCHEMA_DIR / file_name).read_text()
+
+
+@lru_cache(maxsize=None)
+def parsed_schema(file_name: str) -> Any:
+    return fastavro.parse_schema(json.loads(schema_text(file_name)))
+
+
+def register(client: SchemaRegistryClient, topic: str, file_name: str,
+             compatibility: str = "BACKWARD") -> int:
+    """Register ``file_name`` under ``<topic>-value`` with the compatibility rule; its id."""
+    subject = f"{topic}-value"
+    client.set_compatibility(subject_name=subject, level=compatibility)
+    return int(client.register_schema(subject, Schema(schema_text(file_name), "AVRO")))
+
+
+class AvroEncoder:
+    """Encodes dicts for one subject with an already-registered schema id."""
+
+    def __init__(self, schema_id: int, file_name: str):
+        self.schema_id = schema_id
+        self._schema = parsed_schema(file_name)
+        self._header = _HEADER.pack(MAGIC_BYTE, schema_id)
+
+    def encode(self, record: Mapping[str, Any]) -> bytes:
+        buffer = io.BytesIO()
+        buffer.write(self._header)
+        fastavro.schemaless_writer(buffer, self._schema, record)
+        return buffer.getvalue()
+
+
+class AvroDecoder:
+    """Decodes any schema id the registry knows into our reader schema (schema resolution)."""
+
+    def __init__(self, client: SchemaRegistryClient, reader_file: str):
+        self._client = client
+        self._reader = parsed_schema(reader_file)
+        self._writers: dict[int, Any] = {}
+
+    def decode(self, data: bytes | None) -> dict[str, Any]:
+        if data is None or len(data) < _HEADER.size:
+            raise SerdeError(f"value of {0 if data is None else len(data)} bytes is too short "
+                             "for the Confluent wire format")
+        magic, schema_id = _HEADER.unpack_from(data)
+        if magic != MAGIC_BYTE:
+            raise SerdeError(f"unknown magic byte {magic} (expected {MAGIC_BYTE})")
+        writer = self._writer(schema_id)
+        try:
+            record = fastavro.schemaless_reader(io.BytesIO(data[_HEADER.size:]), writer,
+                                                self._reader)
+        except Exception as exc:  # fastavro raises many types for corrupt input
+            raise SerdeError(f"Avro body does not match schema id {schema_id}: "
+                             f"{type(exc).__name__}: {exc}") from None
+        if not isinstance(record, dict):
+            raise SerdeError(f"schema id {schema_id} did not decode to a record")
+        return record
+
+    def _writer(self, schema_id: int) -> Any:
+        cached = self._writers.get(schema_id)
+        if cached is not None:
+            return cached
+        try:
+            schema = self._client.get_schema(schema_id)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                raise SerdeError(f"schema id {schema_id} is unknown to the registry") from None
+            raise RegistryUnavailable(f"schema registry error for id {schema_id}: {exc}") from exc
+        except Exception as exc:  # connection refused, timeouts: retry, never dead-letter
+            raise RegistryUnavailable(f"schema registry unreachable for id {schema_id}: "
+                                      f"{exc}") from exc
+        parsed = fastavro.parse_schema(json.loads(schema.schema_str))
+        self._writers[schema_id] = parsed
+        return parsed

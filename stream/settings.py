@@ -1,0 +1,159 @@
+"""Typed settings, read once at start-up from a YAML file plus environment overrides."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from processors.errors import RatingError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SETTINGS_FILE = REPO_ROOT / "config" / "settings.yaml"
+TOPIC_ROLES = ("events", "by_account", "rated", "rejected", "dlq", "quota_alerts", "catalog",
+               "changelog")
+
+
+class SettingsError(RatingError):
+    """The settings file or an override is wrong; the message names which and where."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    cleanup: str  # "delete" | "compact"
+    retention_hours: int  # -1 keeps forever
+
+
+@dataclass(frozen=True)
+class Topics:
+    events: TopicSpec
+    by_account: TopicSpec
+    rated: TopicSpec
+    rejected: TopicSpec
+    dlq: TopicSpec
+    quota_alerts: TopicSpec
+    catalog: TopicSpec
+    changelog: TopicSpec
+
+    def all(self) -> list[TopicSpec]:
+        return [getattr(self, role) for role in TOPIC_ROLES]
+
+    def with_suffix(self, suffix: str) -> Topics:
+        """Every topic renamed ``<name><suffix>``: isolates test runs on one broker."""
+        renamed = {role: replace(getattr(self, role), name=getattr(self, role).name + suffix)
+                   for role in TOPIC_ROLES}
+        return Topics(**renamed)
+
+
+@dataclass(frozen=True)
+class ProcessorSettings:
+    group_id: str
+    batch_size: int
+    batch_timeout_s: float
+    transaction_timeout_ms: int
+    dedup_window_days: int
+
+
+@dataclass(frozen=True)
+class Connections:
+    kafka_bootstrap: str
+    schema_registry_url: str
+    redis_url: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    topics: Topics
+    processor: ProcessorSettings
+    catalog_dir: Path
+    log_level: str
+
+    def with_topic_suffix(self, suffix: str) -> Settings:
+        return replace(self, topics=self.topics.with_suffix(suffix))
+
+
+def load_settings(path: Path = DEFAULT_SETTINGS_FILE,
+                  environ: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if environ is None else environ)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SettingsError(f"{path}: cannot read settings: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{path}: expected a mapping at the top level")
+    settings = Settings(
+        topics=_topics(raw.get("topics"), path),
+        processor=_processor(raw.get("processor"), path, env),
+        catalog_dir=_resolve(path, str(raw.get("catalog_dir", "config/catalog"))),
+        log_level=str(env.get("RATING_LOG_LEVEL", raw.get("log_level", "INFO"))).upper(),
+    )
+    suffix = env.get("RATING_TOPIC_SUFFIX", "")
+    return settings.with_topic_suffix(suffix) if suffix else settings
+
+
+def _resolve(settings_file: Path, value: str) -> Path:
+    candidate = Path(value)
+    if candidate.is_absolute():
+        return candidate
+    # Relative paths in the shipped settings are relative to the repo root.
+    return (REPO_ROOT / candidate).resolve()
+
+
+def _topics(raw: Any, path: Path) -> Topics:
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{path}: 'topics' must be a mapping of role -> topic spec")
+    missing = [role for role in TOPIC_ROLES if role not in raw]
+    unknown = [role for role in raw if role not in TOPIC_ROLES]
+    if missing or unknown:
+        raise SettingsError(f"{path}: topics: missing roles {missing}, unknown roles {unknown}")
+    specs: dict[str, TopicSpec] = {}
+    for role in TOPIC_ROLES:
+        entry = raw[role]
+        try:
+            spec = TopicSpec(name=str(entry["name"]), partitions=int(entry["partitions"]),
+                             cleanup=str(entry["cleanup"]),
+                             retention_hours=int(entry["retention_hours"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SettingsError(f"{path}: topics.{role}: bad or missing field {exc}") from None
+        if spec.partitions < 1 or spec.cleanup not in ("delete", "compact"):
+            raise SettingsError(f"{path}: topics.{role}: partitions must be >= 1 and cleanup "
+                                f"'delete' or 'compact', got {entry}")
+        specs[role] = spec
+    if specs["changelog"].partitions != specs["by_account"].partitions:
+        # State for input partition p lives in changelog partition p.
+        raise SettingsError(f"{path}: topics.changelog must have as many partitions as "
+                            "topics.by_account")
+    return Topics(**specs)
+
+
+def _processor(raw: Any, path: Path, env: dict[str, str]) -> ProcessorSettings:
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{path}: 'processor' must be a mapping")
+    try:
+        settings = ProcessorSettings(
+            group_id=str(env.get("RATING_GROUP_ID", raw["group_id"])),
+            batch_size=int(env.get("RATING_BATCH_SIZE", raw["batch_size"])),
+            batch_timeout_s=float(raw["batch_timeout_s"]),
+            transaction_timeout_ms=int(raw["transaction_timeout_ms"]),
+            dedup_window_days=int(raw["dedup_window_days"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SettingsError(f"{path}: processor: bad or missing field {exc}") from None
+    if settings.batch_size < 1:
+        raise SettingsError(f"{path}: processor.batch_size must be >= 1")
+    return settings
+
+
+def connections_from_env(environ: dict[str, str] | None = None) -> Connections:
+    """Connection details: user's environment first, then the local stack's env file."""
+    from stream.stack import resolve_endpoints  # local import: the stack is optional at runtime
+
+    endpoints = resolve_endpoints() if environ is None else resolve_endpoints(environ)
+    return Connections(kafka_bootstrap=endpoints.kafka_bootstrap,
+                       schema_registry_url=endpoints.schema_registry_url,
+                       redis_url=endpoints.redis_url)

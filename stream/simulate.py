@@ -1,0 +1,214 @@
+"""A realistic simulated workload, published through the publisher API.
+
+The mix comes from config/workload.yaml: requesters in OUs, service items with
+lifecycles (create, operate, resize, delete), marketplace usage, explicit
+project-account events, re-published duplicates, and a small share of bad
+events (garbage bytes, unknown service items) that must reach the DLQ.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from processors.errors import RatingError
+from processors.events import UsageEvent
+from stream.progress import Progress
+from stream.publisher import UsagePublisher, new_event
+from stream.settings import REPO_ROOT, Connections, Settings
+
+WORKLOAD_FILE = REPO_ROOT / "config" / "workload.yaml"
+
+
+@dataclass
+class SimulationReport:
+    published: int = 0
+    duplicates: int = 0
+    garbage: int = 0
+    unknown_items: int = 0
+    seconds: float = 0.0
+    by_type: dict[str, int] = field(default_factory=dict)
+    event_ids: set[str] = field(default_factory=set)
+
+    def describe(self) -> str:
+        mix = ", ".join(f"{name} {count}" for name, count in sorted(self.by_type.items()))
+        return (f"published {self.published} events in {self.seconds:.1f} s "
+                f"({self.published / max(self.seconds, 1e-9):,.0f}/s): {mix}; "
+                f"{self.duplicates} re-published duplicates, {self.garbage} garbage, "
+                f"{self.unknown_items} unknown items")
+
+
+@dataclass
+class _Instance:
+    item_type: str
+    item_id: str
+    requester: dict[str, str]
+    attributes: dict[str, int | str | Decimal]
+    account_id: str | None
+
+
+class Workload:
+    def __init__(self, spec: dict[str, Any], rng: random.Random, now: datetime):
+        self._spec = spec
+        self._rng = rng
+        self._now = now
+        self._live: list[_Instance] = []
+        self._recent: list[UsageEvent] = []
+        self._serial = 0
+
+    def next_event(self) -> tuple[str, UsageEvent]:
+        """(kind, event): kind is the item type, or 'duplicate'."""
+        if self._recent and self._rng.random() < self._spec.get("duplicate_share", 0.0):
+            return "duplicate", self._rng.choice(self._recent)
+        if self._rng.random() < self._spec.get("marketplace_share", 0.0):
+            event = self._marketplace()
+        else:
+            event = self._lifecycle()
+        self._recent = (self._recent + [event])[-200:]
+        return event.service_item_type, event
+
+    def unknown_item(self) -> UsageEvent:
+        requester = self._rng.choice(self._spec["requesters"])
+        return self._event("Teleporter", f"tp-{self._next()}", "Create", {"range_km": 12},
+                           requester, None)
+
+    def _next(self) -> int:
+        self._serial += 1
+        return self._serial
+
+    def _when(self) -> datetime:
+        spread = float(self._spec.get("event_time_spread_minutes", 60))
+        return self._now - timedelta(minutes=self._rng.uniform(0, spread))
+
+    def _event(self, item_type: str, item_id: str, operation: str,
+               attributes: dict[str, int | str | Decimal], requester: dict[str, str],
+               account_id: str | None, provider: str | None = None,
+               product: str | None = None) -> UsageEvent:
+        return new_event(service_item_type=item_type, service_item_id=item_id,
+                         operation=operation, attributes=attributes,
+                         requester=requester["name"], home_ou=requester["home_ou"],
+                         source=self._spec.get("source", "simulator"), event_time=self._when(),
+                         account_id=account_id, provider=provider, product=product)
+
+    def _pick_attributes(self, choices: dict[str, list[Any]]) -> dict[str, int | str | Decimal]:
+        return {name: _value(self._rng.choice(values)) for name, values in choices.items()}
+
+    def _lifecycle(self) -> UsageEvent:
+        items = self._spec["items"]
+        if self._live and self._rng.random() < 0.45:
+            instance = self._rng.choice(self._live)
+            item = items[instance.item_type]
+            roll = self._rng.random()
+            if roll < 0.25 and item.get("delete"):
+                self._live.remove(instance)
+                return self._event(instance.item_type, instance.item_id, item["delete"],
+                                   instance.attributes, instance.requester,
+                                   instance.account_id)
+            if roll < 0.55 and item.get("resize"):
+                resize = item["resize"]
+                attribute = resize["attribute"]
+                instance.attributes[attribute] = _value(
+                    self._rng.choice(item["attributes"][attribute]))
+                return self._event(instance.item_type, instance.item_id, resize["operation"],
+                                   dict(instance.attributes), instance.requester,
+                                   instance.account_id)
+            operation = self._rng.choice(item.get("other") or [item["create"]])
+            return self._event(instance.item_type, instance.item_id, operation,
+                               dict(instance.attributes), instance.requester,
+                               instance.account_id)
+        names = list(items)
+        item_type = self._rng.choices(names, weights=[items[n]["weight"] for n in names])[0]
+        item = items[item_type]
+        requester, account_id = self._who()
+        instance = _Instance(item_type, f"{item['id_prefix']}-{self._next()}", requester,
+                             self._pick_attributes(item["attributes"]), account_id)
+        self._live.append(instance)
+        return self._event(item_type, instance.item_id, item["create"],
+                           dict(instance.attributes), requester, account_id)
+
+    def _marketplace(self) -> UsageEvent:
+        offer = self._rng.choice(self._spec["marketplace"])
+        requester, account_id = self._who()
+        return self._event(offer["type"], f"{offer['product']}-{self._next()}",
+                           offer["operation"], self._pick_attributes(offer["attributes"]),
+                           requester, account_id, offer["provider"], offer["product"])
+
+    def _who(self) -> tuple[dict[str, str], str | None]:
+        for project in self._spec.get("project_accounts", []):
+            if self._rng.random() < project["share"]:
+                return ({"name": project["requester"], "home_ou": project["home_ou"]},
+                        project["account_id"])
+        return self._rng.choice(self._spec["requesters"]), None
+
+
+def _value(raw: Any) -> int | str | Decimal:
+    if isinstance(raw, bool):
+        raise RatingError(f"workload: boolean attribute values are not supported ({raw})")
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, float):
+        return Decimal(str(raw))
+    return str(raw)
+
+
+def load_workload(path: Path = WORKLOAD_FILE) -> dict[str, Any]:
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise RatingError(f"{path}: cannot read the workload: {exc}") from None
+    for key in ("requesters", "items"):
+        if not spec or key not in spec:
+            raise RatingError(f"{path}: the workload needs a {key!r} section")
+    return dict(spec)
+
+
+def run_simulation(connections: Connections, settings: Settings, *, events: int,
+                   rate: float = 0.0, seed: int = 7, bad_fraction: float = 0.01,
+                   show_progress: bool = True) -> SimulationReport:
+    rng = random.Random(seed)
+    workload = Workload(load_workload(), rng, datetime.now(UTC))
+    report = SimulationReport()
+    progress = Progress("publishing", events) if show_progress else None
+    started = time.monotonic()
+    with UsagePublisher.connect(connections, settings.topics.events.name) as publisher:
+        for index in range(events):
+            if rate > 0:
+                _pace(started, index, rate)
+            if rng.random() < bad_fraction:
+                if rng.random() < 0.5:
+                    publisher.publish_raw(b"garbage", b"\x00\x00not avro at all")
+                    report.garbage += 1
+                else:
+                    event = workload.unknown_item()
+                    publisher.publish(event)
+                    report.unknown_items += 1
+                    report.event_ids.add(event.event_id)
+            else:
+                kind, event = workload.next_event()
+                publisher.publish(event)
+                report.event_ids.add(event.event_id)
+                if kind == "duplicate":
+                    report.duplicates += 1
+                else:
+                    report.by_type[kind] = report.by_type.get(kind, 0) + 1
+            report.published += 1
+            if progress is not None:
+                progress.update(index + 1)
+    report.seconds = time.monotonic() - started
+    if progress is not None:
+        progress.finish("delivered")
+    return report
+
+
+def _pace(started: float, index: int, rate: float) -> None:
+    due = started + index / rate
+    delay = due - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)

@@ -1,0 +1,98 @@
+"""Per-partition rating state, made durable through a compacted changelog topic.
+
+State of input partition p lives in changelog partition p. Changelog records
+are produced inside the same transaction as the outputs and input offsets
+(see stream/loop.py), so restoring partition p by reading its changelog
+with read_committed yields exactly the state as of the last committed batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from processors.errors import RatingError
+from processors.state import RatingState
+from stream import metrics
+from stream.loop import Output
+
+log = logging.getLogger(__name__)
+OFFSET_BEGINNING = -2
+
+
+class ChangelogStateStore:
+    def __init__(self, restore_consumer: Consumer, changelog_topic: str,
+                 new_state: Callable[[], RatingState]):
+        self._consumer = restore_consumer
+        self._topic = changelog_topic
+        self._new_state = new_state
+        self._states: dict[int, RatingState] = {}
+
+    def state(self, partition: int) -> RatingState:
+        return self._states[partition]
+
+    def partitions(self) -> list[int]:
+        return sorted(self._states)
+
+    def restore(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            self._states[partition] = self._restore_one(partition)
+
+    def drop(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            self._states.pop(partition, None)
+
+    def reset(self) -> None:
+        """Discard uncommitted changes: re-read every owned partition's changelog."""
+        self.restore(list(self._states))
+
+    def changelog_records(self) -> list[Output]:
+        outputs = []
+        for partition, state in self._states.items():
+            for key in sorted(state.dirty_keys()):
+                outputs.append(Output(topic=self._topic, key=key.encode(),
+                                      value=state.dump(key), partition=partition))
+            state.clear_dirty()
+        return outputs
+
+    def close(self) -> None:
+        self._consumer.close()
+
+    def _restore_one(self, partition: int) -> RatingState:
+        started = time.perf_counter()
+        state = self._new_state()
+        self._consumer.assign([TopicPartition(self._topic, partition, OFFSET_BEGINNING)])
+        restored = 0
+        try:
+            while True:
+                message = self._consumer.poll(1.0)
+                if message is None:
+                    continue  # the partition EOF event always comes, even when empty
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        break
+                    raise KafkaErrorDuringRestore(partition, str(error))
+                key = message.key()
+                if key is not None:
+                    state.load(key.decode(), message.value())
+                    restored += 1
+        finally:
+            self._consumer.unassign()
+        state.clear_dirty()
+        metrics.STATE_RESTORED.inc(restored)
+        log.info("restored %s[%d]: %d records in %.2f s", self._topic, partition, restored,
+                 time.perf_counter() - started)
+        return state
+
+
+class KafkaErrorDuringRestore(RatingError):
+    def __init__(self, partition: int, error: str):
+        super().__init__(f"cannot restore changelog partition {partition}: {error}")
+
+
+def partitions_of(tps: Sequence[TopicPartition]) -> list[int]:
+    return [tp.partition for tp in tps]
