@@ -75,7 +75,16 @@ def catalog(args: argparse.Namespace) -> int:
                         _catalog_sources(directory))
         print(f"catalog version {loaded.version} published to {settings.topics.catalog.name}")
     else:
-        print(json.dumps(loaded.summary(), indent=2, default=str))
+        print(f"catalog {directory}: version {loaded.version}")
+        print(f"  fiscal periods: {', '.join(p.name for p in loaded.fiscal_periods)}")
+        print(f"  rate groups:    {', '.join(sorted(loaded.rate_groups))}")
+        print(f"  service items:  {', '.join(sorted(loaded.service_item_types))}")
+        print(f"  accounts:       {', '.join(sorted(loaded.accounts))}")
+        print(f"  providers:      {', '.join(sorted(loaded.providers))}")
+        for table in sorted(loaded.rate_tables.values(), key=lambda t: t.name):
+            print(f"  rate table {table.name}: {table.service_item_type} "
+                  f"{'/'.join(table.operations)} {table.pricing} {table.currency.code} "
+                  f"groups {','.join(table.rate_groups)}")
     return 0
 
 

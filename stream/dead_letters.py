@@ -8,18 +8,13 @@ from datetime import datetime
 
 from confluent_kafka import Message
 
-from processors.events import Origin
 from stream import metrics
 from stream.codec import rejection_to_avro
 from stream.loop import Output
+from stream.messages import origin_of
 from stream.serde import AvroEncoder
 
 log = logging.getLogger(__name__)
-
-
-def origin_of(message: Message) -> Origin:
-    return Origin(topic=str(message.topic()), partition=int(message.partition()),
-                  offset=int(message.offset()))
 
 
 def dead_letter(encoder: AvroEncoder, topic: str, *, stage: str, message: Message,

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import TextIO
 
 from processors.catalog import load_catalog_dir
+from processors.errors import RatingError
 from stream import stack as local_stack
 from stream.catalog_feed import publish_catalog
 from stream.clients import admin_client, idempotent_producer, registry_client
 from stream.contracts import build_codecs
-from stream.lag import caught_up
+from stream.lag import caught_up, committed_since
 from stream.progress import Progress
 from stream.readback import end_offsets, read_all
 from stream.settings import Connections, Settings, connections_from_env
@@ -41,12 +42,14 @@ def run_demo(settings: Settings, *, events: int, seed: int, keep_running: bool,
                          for p in sorted(settings.catalog_dir.glob("*.yaml"))})
         say(f"catalog {catalog.version} loaded from {settings.catalog_dir}")
         since = {role: end_offsets(connections, getattr(topics, role).name)
-                 for role in ("rated", "dlq")}
+                 for role in ("events", "rated", "dlq")}
         processor, log_path = start_processor(settings)
         say(f"processor started (pid {processor.pid}, log {log_path})")
         report = run_simulation(connections, settings, events=events, seed=seed)
         say(report.describe())
-        wait_for_processor(connections, settings, processor, log_path)
+        rating_s = wait_for_processor(connections, settings, processor, log_path,
+                                      since["events"], report.published)
+        say(f"rated {report.published} events in {rating_s:.1f} s after publishing ended")
         rated = read_all(connections, topics.rated.name, codecs.rated_decoder,
                          since=since["rated"])
         dead = read_all(connections, topics.dlq.name, codecs.dead_letter_decoder,
@@ -80,20 +83,22 @@ def start_processor(settings: Settings) -> tuple[subprocess.Popen[bytes], Path]:
 
 
 def wait_for_processor(connections: Connections, settings: Settings,
-                       processor: subprocess.Popen[bytes], log_path: Path) -> None:
+                       processor: subprocess.Popen[bytes], log_path: Path,
+                       events_since: dict[int, int], published: int) -> float:
+    """Show routing progress until the processor group has caught up; the seconds taken."""
     topics = [settings.topics.events.name, settings.topics.by_account.name]
-    progress = Progress("rating", 1)
+    group = settings.processor.group_id
+    progress = Progress("rating", published)
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
     while time.monotonic() < deadline:
         if processor.poll() is not None:
-            raise RuntimeError(f"the processor exited with {processor.returncode}; "
-                               f"see {log_path}")
-        if caught_up(connections, settings.processor.group_id, topics):
-            progress.finish("caught up")
-            return
-        progress.update(0, "processor catching up")
-        time.sleep(0.5)
-    raise RuntimeError(f"the processor did not catch up within {CATCH_UP_TIMEOUT_S:.0f} s; "
+            raise RatingError(f"the processor exited with {processor.returncode}; "
+                              f"see {log_path}")
+        if caught_up(connections, group, topics):
+            return progress.finish("caught up")
+        progress.update(committed_since(connections, group, topics[0], events_since))
+        time.sleep(0.3)
+    raise RatingError(f"the processor did not catch up within {CATCH_UP_TIMEOUT_S:.0f} s; "
                        f"see {log_path}")
 
 

@@ -26,6 +26,17 @@ def committed_offsets(consumer: Consumer, topics: Sequence[str],
     return list(consumer.committed(partitions, timeout=timeout_s))
 
 
+def committed_since(connections: Connections, group_id: str, topic: str,
+                    since: dict[int, int], timeout_s: float = 10.0) -> int:
+    """How many offsets of ``topic`` the group has committed beyond ``since``."""
+    consumer = reading_consumer(connections, **{"group.id": group_id})
+    try:
+        return sum(max(0, tp.offset - since.get(tp.partition, 0))
+                   for tp in committed_offsets(consumer, [topic], timeout_s) if tp.offset >= 0)
+    finally:
+        consumer.close()
+
+
 def caught_up(connections: Connections, group_id: str, topics: Sequence[str],
               timeout_s: float = 10.0) -> bool:
     """True when no committed (visible) record lies after the group's committed offsets."""

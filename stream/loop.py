@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from processors.errors import RatingError
 from stream import metrics
 from stream.errors import TransientError
+from stream.messages import origin_of
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class Output:
     key: bytes | None
     value: bytes | None
     partition: int | None = None  # explicit for changelog records, else the key decides
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
+    headers: list[tuple[str, str | bytes | None]] = field(default_factory=list)
 
 
 class Stage(Protocol):
@@ -88,7 +89,7 @@ class ExactlyOnceLoop:
         self._backoff_s = 0.0
 
     def run(self, should_stop: Callable[[], bool],
-            between_batches: Callable[[], None] | None = None) -> None:
+            between_batches: Callable[[], object] | None = None) -> None:
         self._producer.init_transactions()
         self._consumer.subscribe(list(self._stage_by_topic), on_assign=self._on_assign,
                                  on_revoke=self._on_revoke, on_lost=self._on_revoke)
@@ -118,7 +119,7 @@ class ExactlyOnceLoop:
         self._producer.begin_transaction()
         try:
             for message in batch:
-                stage = self._stage_by_topic[message.topic()]
+                stage = self._stage_by_topic[origin_of(message).topic]
                 for output in stage.process(message):
                     self._produce(output)
             for stage in self._stages:
@@ -148,12 +149,15 @@ class ExactlyOnceLoop:
         metrics.TRANSACTIONS.labels(result="committed").inc()
 
     def _produce(self, output: Output) -> None:
-        kwargs = {"key": output.key, "value": output.value, "headers": output.headers or None}
-        if output.partition is not None:
-            kwargs["partition"] = output.partition
         while True:
             try:
-                self._producer.produce(output.topic, **kwargs)
+                if output.partition is None:
+                    self._producer.produce(output.topic, key=output.key, value=output.value,
+                                           headers=output.headers or None)
+                else:
+                    self._producer.produce(output.topic, key=output.key, value=output.value,
+                                           partition=output.partition,
+                                           headers=output.headers or None)
                 return
             except BufferError:
                 # Local queue full: serve delivery reports to make room, then retry.
@@ -201,8 +205,9 @@ def _next_offsets(batch: list[Message]) -> list[TopicPartition]:
     """The offset to resume from per partition: last consumed + 1."""
     highest: dict[tuple[str, int], int] = {}
     for message in batch:
-        key = (message.topic(), message.partition())
-        highest[key] = max(highest.get(key, -1), message.offset())
+        origin = origin_of(message)
+        key = (origin.topic, origin.partition)
+        highest[key] = max(highest.get(key, -1), origin.offset)
     return [TopicPartition(topic, partition, offset + 1)
             for (topic, partition), offset in highest.items()]
 
@@ -211,8 +216,9 @@ def _first_offsets(batch: list[Message]) -> list[TopicPartition]:
     """Where to rewind after an abort: the first offset of the batch per partition."""
     lowest: dict[tuple[str, int], int] = {}
     for message in batch:
-        key = (message.topic(), message.partition())
-        lowest[key] = min(lowest.get(key, message.offset()), message.offset())
+        origin = origin_of(message)
+        key = (origin.topic, origin.partition)
+        lowest[key] = min(lowest.get(key, origin.offset), origin.offset)
     return [TopicPartition(topic, partition, offset)
             for (topic, partition), offset in lowest.items()]
 

@@ -13,8 +13,12 @@ from types import FrameType
 
 from processors.state import RatingState
 from stream.catalog_feed import CatalogFeed
-from stream.clients import processing_consumer, reading_consumer, registry_client, \
-    transactional_producer
+from stream.clients import (
+    processing_consumer,
+    reading_consumer,
+    registry_client,
+    transactional_producer,
+)
 from stream.contracts import build_codecs
 from stream.loop import ExactlyOnceLoop, Stage
 from stream.settings import Connections, Settings

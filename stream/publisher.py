@@ -50,7 +50,7 @@ def new_event(*, service_item_type: str, service_item_id: str, operation: str,
     """
     typed: dict[str, AttributeValue] = {}
     for name, value in attributes.items():
-        if isinstance(value, bool) or isinstance(value, float):
+        if isinstance(value, bool | float):
             raise PublishError(f"attribute {name!r}: use int, Decimal or str, not "
                                f"{type(value).__name__} ({value!r})")
         typed[name] = Decimal(value) if isinstance(value, int) else value

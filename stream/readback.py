@@ -11,6 +11,7 @@ from confluent_kafka import KafkaError, TopicPartition
 
 from processors.errors import RatingError
 from stream.clients import reading_consumer
+from stream.messages import origin_of
 from stream.serde import AvroDecoder
 from stream.settings import Connections
 
@@ -66,7 +67,8 @@ def iter_records(connections: Connections, topic: str, decoder: AvroDecoder, *,
                 if error.code() == KafkaError._PARTITION_EOF:
                     pending.discard(message.partition())
                 continue
-            yield Record(topic=topic, partition=message.partition(), offset=message.offset(),
+            origin = origin_of(message)
+            yield Record(topic=topic, partition=origin.partition, offset=origin.offset,
                          key=message.key(), value=decoder.decode(message.value()))
         if pending:
             raise KafkaErrorOnRead(f"topic {topic}: partitions {sorted(pending)} not read to "

@@ -11,7 +11,7 @@ import io
 import json
 import struct
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +45,12 @@ class RegistryUnavailable(TransientError):
     """The registry could not answer: transient, so the batch is retried, not dead-lettered."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema_text(file_name: str) -> str:
     return (SCHEMA_DIR / file_name).read_text()
 
 
-@lru_cache(maxsize=None)
+@cache
 def parsed_schema(file_name: str) -> Any:
     return fastavro.parse_schema(json.loads(schema_text(file_name)))
 
@@ -117,6 +117,8 @@ class AvroDecoder:
         except Exception as exc:  # connection refused, timeouts: retry, never dead-letter
             raise RegistryUnavailable(f"schema registry unreachable for id {schema_id}: "
                                       f"{exc}") from exc
+        if schema.schema_str is None:
+            raise SerdeError(f"schema id {schema_id} has no schema text in the registry")
         parsed = fastavro.parse_schema(json.loads(schema.schema_str))
         self._writers[schema_id] = parsed
         return parsed

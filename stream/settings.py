@@ -137,7 +137,7 @@ def _processor(raw: Any, path: Path, env: dict[str, str]) -> ProcessorSettings:
     try:
         settings = ProcessorSettings(
             group_id=str(env.get("RATING_GROUP_ID", raw["group_id"])),
-            batch_size=int(env.get("RATING_BATCH_SIZE", raw["batch_size"])),
+            batch_size=int(env.get("RATING_BATCH_SIZE") or raw["batch_size"]),
             batch_timeout_s=float(raw["batch_timeout_s"]),
             transaction_timeout_ms=int(raw["transaction_timeout_ms"]),
             dedup_window_days=int(raw["dedup_window_days"]),

@@ -71,7 +71,7 @@ class Workload:
             event = self._marketplace()
         else:
             event = self._lifecycle()
-        self._recent = (self._recent + [event])[-200:]
+        self._recent = [*self._recent, event][-200:]
         return event.service_item_type, event
 
     def unknown_item(self) -> UsageEvent:
@@ -145,7 +145,10 @@ class Workload:
             if self._rng.random() < project["share"]:
                 return ({"name": project["requester"], "home_ou": project["home_ou"]},
                         project["account_id"])
-        return self._rng.choice(self._spec["requesters"]), None
+        requesters = self._spec["requesters"]
+        weights = [float(r.get("weight", 1.0)) for r in requesters]
+        chosen = self._rng.choices(requesters, weights=weights)[0]
+        return {"name": chosen["name"], "home_ou": chosen["home_ou"]}, None
 
 
 def _value(raw: Any) -> int | str | Decimal:

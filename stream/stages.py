@@ -21,8 +21,9 @@ from processors.rating import Rated, rate
 from stream import metrics
 from stream.codec import event_from_avro, rated_to_avro
 from stream.contracts import Codecs
-from stream.dead_letters import dead_letter, origin_of
+from stream.dead_letters import dead_letter
 from stream.loop import Output
+from stream.messages import origin_of
 from stream.serde import SerdeError
 from stream.settings import Topics
 from stream.state_store import ChangelogStateStore, partitions_of
@@ -113,8 +114,9 @@ class RaterStage(_DecodingStage):
         event = None
         try:
             event = self._decode(message)
-            outcome = rate(event, origin_of(message), self._catalog(),
-                           self._store.state(int(message.partition())), self._clock())
+            origin = origin_of(message)
+            outcome = rate(event, origin, self._catalog(), self._store.state(origin.partition),
+                           self._clock())
         except EventRejected as rejection:
             return [self._reject(message, rejection, event)]
         if not isinstance(outcome, Rated):

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from processors.errors import RatingError
-from stream.settings import TopicSpec, Topics
+from stream.settings import Topics, TopicSpec
 
 log = logging.getLogger(__name__)
 HOUR_MS = 3_600_000

@@ -70,6 +70,15 @@ class RowIndex(Generic[R]):
         # Most specific first; ties keep a fixed order (validated unambiguous anyway).
         self._masks = sorted(by_mask.items(), key=lambda item: (-sum(item[0]), item[0]))
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RowIndex) and self.rows == other.rows
+
+    def __hash__(self) -> int:
+        return hash(self.rows)
+
+    def __repr__(self) -> str:
+        return f"RowIndex({list(self.rows)!r})"
+
     def find(self, values: Sequence[AttributeValue]) -> R | None:
         for mask, bucket in self._masks:
             row = bucket.get(_key(values, mask))

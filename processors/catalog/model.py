@@ -80,7 +80,8 @@ class RateGroup:
 
 @dataclass(frozen=True, slots=True)
 class FiscalPeriod:
-    """``[start, end)``; ``end`` None means open-ended."""
+    """``[start, end)``. Without an explicit end a period runs until the next one
+    starts; the last such period is open-ended (``end`` None)."""
 
     name: str
     start: datetime

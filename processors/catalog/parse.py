@@ -150,9 +150,7 @@ def parse_org_unit(value: Value) -> str:
     path = value.text()
     segments = path.split("/")
     if not all(IDENTIFIER.match(segment) for segment in segments):
-        raise value.fail(
-            f"OU path {path!r} must be names separated by '/', e.g. eng/platform"
-        )
+        raise value.fail(f"OU path {path!r} must be names separated by '/', e.g. eng/platform")
     return path
 
 

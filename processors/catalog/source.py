@@ -168,7 +168,7 @@ class Fields:
         values = {key: value.renamed(entry) for key, value in self._values.items()}
         return Fields(self.owner.renamed(entry), values, self._lines)
 
-    def keys(self) -> list[str]:
+    def names(self) -> list[str]:
         return list(self._values)
 
     def each(self, key: str) -> Iterator[Value]:

@@ -77,9 +77,7 @@ def _complete(target: Path) -> bool:
     return (target / MARKER).is_file()
 
 
-def _cached(
-    ctx: Context, target: Path, what: str, build: Callable[[Path], None]
-) -> Path:
+def _cached(ctx: Context, target: Path, what: str, build: Callable[[Path], None]) -> Path:
     """Return ``target``, building it first in a scratch dir when it has no marker.
 
     The marker is written last and the directory renamed into place, so an
@@ -117,6 +115,7 @@ def _mvn(args: list[str], cwd: Path, what: str) -> None:
     try:
         done = subprocess.run(
             [mvn, "-q", "-B", *args],
+            check=False,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -200,7 +199,12 @@ def debian_binary(ctx: Context, name: str, package: str, *locations: str) -> str
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for args in (["update"], ["install", "-y", "--no-install-recommends", package]):
         done = subprocess.run(
-            [apt, "-q", *args], env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
+            [apt, "-q", *args],
+            check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
         )
         if done.returncode != 0:
             lines = (done.stdout + done.stderr).strip().splitlines()[-_TAIL_LINES:]

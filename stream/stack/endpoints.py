@@ -64,7 +64,8 @@ def env_file(state_dir: str | os.PathLike[str] | None = None) -> Path:
     return state.state_dir(state_dir) / state.ENV_FILE
 
 
-def format_env(endpoints: Endpoints) -> str:
+def env_text(endpoints: Endpoints) -> str:
+    """The env file's content: a comment, then ``KEY=value`` per known endpoint."""
     header = (
         "# Written by the local stack (stream.stack.up); rewritten on every up/down.\n"
         "# Export into a shell with: set -a; . .stack/env; set +a\n"
@@ -78,7 +79,7 @@ def write_env_file(path: Path, endpoints: Endpoints) -> None:
         path.unlink(missing_ok=True)
         return
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(format_env(endpoints))
+    tmp.write_text(env_text(endpoints))
     os.replace(tmp, path)
 
 
@@ -87,14 +88,14 @@ def read_env_file(path: Path) -> dict[str, str]:
     values: dict[str, str] = {}
     if not path.exists():
         return values
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
+    for lineno, raw_line in enumerate(path.read_text().splitlines(), 1):
+        stripped = raw_line.strip()
+        if not stripped or stripped.startswith("#"):
             continue
-        line = line.removeprefix("export ").strip()
-        key, sep, raw = line.partition("=")
+        assignment = stripped.removeprefix("export ").strip()
+        key, sep, raw = assignment.partition("=")
         if not sep or not key.strip():
-            raise StackError(f"{path}:{lineno}: expected KEY=value, got {line!r}")
+            raise StackError(f"{path}:{lineno}: expected KEY=value, got {stripped!r}")
         try:
             parts = shlex.split(raw)
         except ValueError as exc:
@@ -104,16 +105,16 @@ def read_env_file(path: Path) -> dict[str, str]:
 
 
 def resolve_endpoints(
-    state_dir: str | os.PathLike[str] | None = None,
-    *,
     environ: Mapping[str, str] | None = None,
+    *,
+    state_dir: str | os.PathLike[str] | None = None,
 ) -> Endpoints:
     """Endpoints for the app and the tests.
 
-    Each variable set (non-empty) in the process environment wins over the
-    same key of ``<state dir>/env``, one by one. Raises StackError when a
-    required one is known from neither, or when a value would come from the
-    env file of a stack whose processes are gone.
+    Each variable set (non-empty) in ``environ`` (default: the process
+    environment) wins over the same key of ``<state dir>/env``, one by one.
+    Raises StackError when a required one is known from neither, or when a
+    value would come from the env file of a stack whose processes are gone.
     """
     env = os.environ if environ is None else environ
     directory = state.state_dir(state_dir)

@@ -74,8 +74,12 @@ group.initial.rebalance.delay.ms=0
 
 
 def _cluster_id() -> str:
-    # What `StorageTool random-uuid` prints, without starting a JVM for it.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # What `StorageTool random-uuid` prints, without starting a JVM for it. Like
+    # Kafka's Uuid.randomUuid(), never start with "-": the CLI would read an option.
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def bootstrap_answers(bootstrap: str, timeout: float = 3.0) -> bool:
@@ -83,7 +87,7 @@ def bootstrap_answers(bootstrap: str, timeout: float = 3.0) -> bool:
     try:
         admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
         metadata = admin.list_topics(timeout=timeout)
-    except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+    except Exception:  # any failure means "not ready yet"
         return False
     return bool(metadata.brokers)
 
@@ -123,6 +127,7 @@ class KafkaService(Service):
         # old topics would hold schema ids that no longer resolve.
         fmt = subprocess.run(
             [*base, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(props)],
+            check=False,
             cwd=home,
             capture_output=True,
             text=True,
@@ -135,9 +140,7 @@ class KafkaService(Service):
                 f"kafka: formatting the storage in {home / 'data'} failed "
                 f"(exit {fmt.returncode}):\n" + "\n".join(lines)
             )
-        ref = procs.spawn(
-            [*base, *_GC, "kafka.Kafka", str(props)], log_path=log_path, cwd=home
-        )
+        ref = procs.spawn([*base, *_GC, "kafka.Kafka", str(props)], log_path=log_path, cwd=home)
         return Record(
             component=self.name,
             pid=ref.pid,

@@ -10,7 +10,8 @@ from stream.stack.errors import StackError
 LOOPBACK = "127.0.0.1"
 
 
-def _bindable(port: int) -> bool:
+def is_free(port: int) -> bool:
+    """Nothing listens on 127.0.0.1:port (we could bind it right now)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         # SO_REUSEADDR like the JVM and redis do, so a port in TIME_WAIT still
         # counts as free and only a live listener counts as taken.
@@ -41,7 +42,7 @@ def ensure_free(port: int, component: str) -> None:
     """Fail early, with the port in the message, when a fixed port is taken."""
     if not 0 < port < 65536:
         raise StackError(f"{component}: port {port} is not a valid TCP port")
-    if not _bindable(port):
+    if not is_free(port):
         raise StackError(
             f"{component}: port {port} on {LOOPBACK} is already in use; "
             f"stop whatever listens there or let the stack pick a free port"

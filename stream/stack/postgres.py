@@ -88,6 +88,7 @@ def postgres_answers(port: int) -> bool:
     try:
         done = subprocess.run(
             [str(bin_dir / "pg_isready"), "-q", "-h", LOOPBACK, "-p", str(port), "-t", "2"],
+            check=False,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=5,
@@ -111,6 +112,7 @@ class PostgresService(Service):
         user = _run_as()
         done = subprocess.run(
             argv,
+            check=False,
             cwd=cwd,
             user=user,
             group=user,
@@ -122,7 +124,9 @@ class PostgresService(Service):
         )
         if done.returncode != 0:
             lines = (done.stdout + done.stderr).strip().splitlines()[-procs.TAIL_LINES :]
-            raise StackError(f"postgres: {what} failed (exit {done.returncode}):\n" + "\n".join(lines))
+            raise StackError(
+                f"postgres: {what} failed (exit {done.returncode}):\n" + "\n".join(lines)
+            )
 
     def launch(self, ctx: Context, port: int, pick_port: PortPicker) -> Record:
         bin_dir = _bin_dir(ctx)
@@ -184,6 +188,7 @@ class PostgresService(Service):
                 str(psql), "-h", LOOPBACK, "-p", str(record.port), "-U", SUPERUSER,
                 "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-qc", f"CREATE DATABASE {DATABASE}",
             ],
+            check=False,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

@@ -7,6 +7,7 @@ process start time recorded in the state file, not from Popen objects.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -118,10 +119,8 @@ def is_alive(ref: ProcessRef) -> bool:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def stop_all(targets: Sequence[tuple[ProcessRef, signal.Signals]], timeout: float) -> None:
@@ -132,10 +131,8 @@ def stop_all(targets: Sequence[tuple[ProcessRef, signal.Signals]], timeout: floa
     live = [(ref, sig) for ref, sig in targets if is_alive(ref)]
     pending = list(live)
     for ref, sig in pending:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(ref.pid, sig)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -149,10 +146,8 @@ def stop_all(targets: Sequence[tuple[ProcessRef, signal.Signals]], timeout: floa
     for ref, _ in targets:
         proc = _CHILDREN.pop(ref.pid, None)
         if proc is not None:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
     kill_deadline = time.monotonic() + 5
     while any(is_alive(ref) for ref, _ in targets) and time.monotonic() < kill_deadline:
         time.sleep(0.05)
@@ -171,32 +166,31 @@ def tail(log_path: Path, lines: int = TAIL_LINES) -> str:
     return "\n".join(picked) if picked else f"(empty log {log_path})"
 
 
-def wait_ready(
+def check_ready(
     component: str,
     ref: ProcessRef,
     log_path: Path,
     probe: Callable[[], bool],
+    *,
     deadline: float,
-    started: float,
-) -> float:
-    """Poll ``probe`` until it says yes; seconds since ``started`` on success.
+) -> bool:
+    """One readiness poll: True when ``probe`` says yes, False to poll again.
 
-    Raises StackError with the log tail when the process dies or ``deadline``
-    (a time.monotonic() value) passes first.
+    Raises StackError with the log tail when the process has died or
+    ``deadline`` (a time.monotonic() value) has passed.
     """
-    while True:
-        if not is_alive(ref):
-            code = exit_code(ref.pid)
-            how = f"exited with status {code}" if code is not None else "exited"
-            raise StackError(
-                f"{component} {how} during start-up (pid {ref.pid}); "
-                f"last lines of {log_path}:\n{tail(log_path)}"
-            )
-        if probe():
-            return time.monotonic() - started
-        if time.monotonic() > deadline:
-            raise StackError(
-                f"{component} not ready after {time.monotonic() - started:.0f} s "
-                f"(pid {ref.pid} still running); last lines of {log_path}:\n{tail(log_path)}"
-            )
-        time.sleep(0.25)
+    if not is_alive(ref):
+        code = exit_code(ref.pid)
+        how = f"exited with status {code}" if code is not None else "exited"
+        raise StackError(
+            f"{component} {how} during start-up (pid {ref.pid}); "
+            f"last lines of {log_path}:\n{tail(log_path)}"
+        )
+    if probe():
+        return True
+    if time.monotonic() > deadline:
+        raise StackError(
+            f"{component} not ready in time (pid {ref.pid} still running); "
+            f"last lines of {log_path}:\n{tail(log_path)}"
+        )
+    return False

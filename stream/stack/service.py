@@ -85,7 +85,7 @@ class Service(ABC):
     ready_timeout: ClassVar[float]
     stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
 
-    def prepare(self, ctx: Context) -> None:
+    def prepare(self, ctx: Context) -> None:  # noqa: B027 - optional hook, no-op by default
         """Slow or failing-early work before anything is launched: tools, downloads."""
 
     @abstractmethod
@@ -96,7 +96,7 @@ class Service(ABC):
     def probe(self, record: Record) -> bool:
         """One quick readiness check; never raises."""
 
-    def after_ready(self, ctx: Context, record: Record) -> None:
+    def after_ready(self, ctx: Context, record: Record) -> None:  # noqa: B027 - optional hook
         """One-off setup that needs the service up (e.g. creating a database)."""
 
 

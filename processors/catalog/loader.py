@@ -1,0 +1,151 @@
+"""Loading a catalog: a folder of YAML files, or their texts as published on Kafka.
+
+Files are read in name order and their sections merged, so a catalog can be
+split by concern (``rates.yaml``, ``accounts.yaml`` ...). Everything is read
+and checked before a ``Catalog`` exists: a bad catalog raises
+``CatalogError`` and nothing of it is half-loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+
+import yaml
+
+from processors.catalog.errors import CatalogError
+from processors.catalog.model import Catalog
+from processors.catalog.parse import (
+    parse_account,
+    parse_credit_plan,
+    parse_fiscal_period,
+    parse_item_type,
+    parse_named,
+    parse_org_unit,
+    parse_provider,
+    parse_rate_group,
+)
+from processors.catalog.parse_rates import parse_rate_table
+from processors.catalog.source import Value, compose
+from processors.catalog.validation import (
+    check_accounts,
+    check_fiscal_periods,
+    check_org_units,
+    check_products,
+    check_rate_tables,
+)
+
+SECTIONS = (
+    "service_item_types",
+    "rate_groups",
+    "fiscal_periods",
+    "org_units",
+    "credit_plans",
+    "accounts",
+    "providers",
+    "rate_tables",
+)
+# Sections a later catalog version will add. Named so the error says "not yet"
+# instead of "typo"; a new section is one more parser in ``_build``.
+RESERVED_SECTIONS = {"agreements": "quota agreements are not supported by this version yet"}
+VERSION_KEY = "version"
+TOP_LEVEL_KEYS = frozenset({*SECTIONS, VERSION_KEY, *RESERVED_SECTIONS})
+CATALOG_SUFFIXES = (".yaml", ".yml")
+
+
+def load_catalog_dir(path: Path) -> Catalog:
+    """Every ``*.yaml`` / ``*.yml`` file directly in ``path``, loaded as one catalog."""
+    files = sorted(p for p in path.iterdir() if p.suffix in CATALOG_SUFFIXES and p.is_file())
+    if not files:
+        raise CatalogError(str(path), 0, "catalog", "no .yaml files in the catalog folder")
+    return load_catalog_sources({str(file): file.read_text(encoding="utf-8") for file in files})
+
+
+def load_catalog_sources(sources: Mapping[str, str]) -> Catalog:
+    """A catalog from its files' texts (file name -> YAML text)."""
+    sections: dict[str, list[Value]] = {name: [] for name in SECTIONS}
+    version: tuple[str, Value] | None = None
+    for file in sorted(sources):
+        root = compose(file, sources[file])
+        if root is None:
+            continue
+        top = Value(file, root, "catalog").mapping(
+            optional={*SECTIONS, VERSION_KEY, *RESERVED_SECTIONS}
+        )
+        for key in top.names():
+            value = top.req(key).renamed(key)
+            if key in RESERVED_SECTIONS:
+                raise value.fail(f"section {key!r}: {RESERVED_SECTIONS[key]}")
+            if key == VERSION_KEY:
+                version = _one_version(version, value)
+            else:
+                sections[key].extend(value.items())
+    declared = version[0] if version is not None else None
+    return _build(sections, declared or _content_version(sections))
+
+
+def _one_version(previous: tuple[str, Value] | None, value: Value) -> tuple[str, Value]:
+    if previous is not None:
+        where = previous[1].ref
+        raise value.fail(f"the catalog version is already set in {where.file}:{where.line}")
+    return value.text(), value
+
+
+def _content_version(sections: Mapping[str, list[Value]]) -> str:
+    """``sha256:`` + 12 hex digits of the catalog's content, blind to comments and layout."""
+    content = {name: [_plain(value.node) for value in values] for name, values in sections.items()}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+
+
+def _plain(node: yaml.Node) -> object:
+    if isinstance(node, yaml.MappingNode):
+        return {str(_plain(key)): _plain(value) for key, value in node.value}
+    if isinstance(node, yaml.SequenceNode):
+        return [_plain(item) for item in node.value]
+    return node.value
+
+
+def _build(sections: Mapping[str, list[Value]], version: str) -> Catalog:
+    item_types = parse_named(
+        sections["service_item_types"], parse_item_type, lambda t: t.name, "service item type"
+    )
+    groups = parse_named(sections["rate_groups"], parse_rate_group, lambda g: g.name, "rate group")
+    periods = parse_named(
+        sections["fiscal_periods"], parse_fiscal_period, lambda p: p.name, "fiscal period"
+    )
+    units = parse_named(sections["org_units"], lambda v: (parse_org_unit(v), v), _first, "OU")
+    plans = parse_named(
+        sections["credit_plans"], parse_credit_plan, lambda p: p.name, "credit plan"
+    )
+    accounts = parse_named(sections["accounts"], parse_account, lambda a: a.id, "account")
+    providers = parse_named(sections["providers"], parse_provider, lambda p: p.id, "provider")
+    tables = parse_named(
+        sections["rate_tables"],
+        lambda v: parse_rate_table(v, item_types),
+        lambda t: t.name,
+        "rate table",
+    )
+    org_units = check_org_units(dict(units.values()))
+    products = check_products(providers, item_types)
+    return Catalog(
+        version=version,
+        service_item_types=MappingProxyType(item_types),
+        rate_groups=MappingProxyType(groups),
+        fiscal_periods=check_fiscal_periods(periods),
+        org_units=org_units,
+        accounts=MappingProxyType(accounts),
+        credit_plans=MappingProxyType(plans),
+        providers=MappingProxyType(providers),
+        rate_tables=MappingProxyType(tables),
+        tenant_by_ou=MappingProxyType(check_accounts(accounts, org_units, groups, periods, plans)),
+        products=MappingProxyType(products),
+        table_for=MappingProxyType(check_rate_tables(tables, groups, providers, products)),
+    )
+
+
+def _first(pair: tuple[str, Value]) -> str:
+    return pair[0]

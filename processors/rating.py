@@ -1,0 +1,250 @@
+"""Rating one usage event: from the event and the catalog to a priced record.
+
+``rate`` follows the billing operator's steps in order -- duplicate check,
+billable operation, account, rate group of the fiscal period, rate table,
+most specific row, quantity, pricing mode and tiers, minimum charge,
+rounding, marketplace markup, usage credit -- and explains each step on the
+record. It computes everything first and changes the state last, so an
+event rejected at any step leaves the state exactly as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from processors.accounts import ResolvedAccount, resolve_account
+from processors.catalog import Catalog, Product, RateRow, RateTable
+from processors.catalog.pricing import Charge, charge
+from processors.catalog.resolve import (
+    billable_item,
+    find_row,
+    marketplace_product,
+    memo,
+    priced_quantity,
+    rate_group_at,
+)
+from processors.dedup import Verdict, payload_fingerprint
+from processors.errors import EventRejected, RatingError, ReasonCode
+from processors.events import Origin, RatedUsage, UsageEvent
+from processors.money import ZERO, add, multiply, round_money, subtract
+from processors.state import (
+    AccumulationKey,
+    CreditKey,
+    RatingState,
+    StateChange,
+    billing_period,
+)
+
+NOT_BILLABLE = "not_billable"
+DUPLICATE = "duplicate"
+# Estimates are not read from a topic; their records say so.
+ESTIMATE_ORIGIN = Origin(topic="", partition=-1, offset=-1)
+
+
+@dataclass(frozen=True, slots=True)
+class Rated:
+    record: RatedUsage
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    reason: str  # NOT_BILLABLE or DUPLICATE
+
+
+RatingOutcome = Rated | Skipped
+
+
+class NotBillableError(RatingError):
+    """An estimate was asked for an operation that is never charged."""
+
+
+def rate(
+    event: UsageEvent,
+    origin: Origin,
+    catalog: Catalog,
+    state: RatingState,
+    rated_at: datetime,
+) -> RatingOutcome:
+    """Rate ``event`` and record it in ``state``; raises ``EventRejected`` when it cannot."""
+    fingerprint = payload_fingerprint(event)
+    verdict = state.dedup.check(event.event_id, fingerprint)
+    if verdict is Verdict.DUPLICATE:
+        return Skipped(DUPLICATE)
+    if verdict is Verdict.CONFLICT:
+        raise EventRejected(
+            ReasonCode.DUPLICATE_CONFLICT,
+            f"event {event.event_id}: this id was already rated with a different payload",
+            {"event_id": event.event_id},
+        )
+    priced = _price(event, catalog, state)
+    if priced is None:
+        return Skipped(NOT_BILLABLE)
+    record = priced.record(origin, rated_at, catalog.version)
+    # The only write, after every step that can reject has passed.
+    state.apply(priced.change(fingerprint))
+    return Rated(record)
+
+
+def estimate(event: UsageEvent, catalog: Catalog, state: RatingState, at: datetime) -> RatedUsage:
+    """What ``event`` would cost now, given the account's tiers and credit so far.
+
+    The same engine as ``rate``; reads ``state`` but never changes it, and does
+    not check for duplicates. ``at`` is the record's ``rated_at``; the event's
+    own time chooses the period, rate group and billing month.
+    """
+    priced = _price(event, catalog, state)
+    if priced is None:
+        raise NotBillableError(
+            f"event {event.event_id}: {event.service_item_type} {event.operation} is not billable"
+        )
+    return priced.record(ESTIMATE_ORIGIN, at, catalog.version)
+
+
+@dataclass(frozen=True, slots=True)
+class _Located:
+    """Where the catalog prices the event: account, group, table, row, product."""
+
+    account: ResolvedAccount
+    fiscal_period: str
+    rate_group: str
+    table: RateTable
+    row: RateRow
+    product: Product | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Credit:
+    applied: Decimal
+    remaining: Decimal
+    used_after: tuple[CreditKey, Decimal] | None  # None: nothing drawn, nothing to write
+
+
+@dataclass(frozen=True, slots=True)
+class _Priced:
+    event: UsageEvent
+    where: _Located
+    charge: Charge
+    net: Decimal
+    minimum_applied: bool
+    markup_rate: Decimal
+    markup: Decimal
+    gross: Decimal
+    credit: _Credit
+    accumulation: tuple[AccumulationKey, Decimal] | None
+
+    def change(self, fingerprint: str) -> StateChange:
+        return StateChange(
+            event_id=self.event.event_id,
+            fingerprint=fingerprint,
+            event_time=self.event.event_time,
+            accumulation=self.accumulation,
+            credit=self.credit.used_after,
+        )
+
+    def record(self, origin: Origin, rated_at: datetime, catalog_version: str) -> RatedUsage:
+        where = self.where
+        return RatedUsage(
+            event=self.event,
+            rated_at=rated_at,
+            account_id=where.account.account_id,
+            account_kind=str(where.account.kind),
+            billing_period=billing_period(self.event.event_time),
+            fiscal_period=where.fiscal_period,
+            rate_group=where.rate_group,
+            rate_table=where.table.name,
+            rate_code=where.row.rate_code,
+            unit_of_measure=where.row.unit_of_measure,
+            pricing=str(where.table.pricing),
+            rate=self.charge.rate,
+            quantity=self.charge.quantity,
+            currency=where.table.currency.code,
+            net_amount=self.net,
+            markup_rate=self.markup_rate,
+            markup_amount=self.markup,
+            gross_amount=self.gross,
+            credit_applied=self.credit.applied,
+            credit_remaining=self.credit.remaining,
+            charged_amount=subtract(self.gross, self.credit.applied),
+            catalog_version=catalog_version,
+            origin=origin,
+            tiers=self.charge.tiers,
+            minimum_charge_applied=self.minimum_applied,
+            memo=memo(self.event, where.table),
+        )
+
+
+def _locate(event: UsageEvent, catalog: Catalog) -> _Located | None:
+    """Steps up to the rate row; None when the operation is not billable."""
+    item = billable_item(event, catalog)
+    if item is None:
+        return None
+    account = resolve_account(event, catalog)
+    period, group = rate_group_at(event, catalog, catalog.accounts[account.account_id])
+    table = catalog.rate_table_for(group, item.name, event.operation)
+    if table is None:
+        raise EventRejected(
+            ReasonCode.NO_RATE_TABLE,
+            f"event {event.event_id}: rate group {group!r} has no rate table for "
+            f"{item.name} {event.operation}",
+            {"rate_group": group, "service_item_type": item.name, "operation": event.operation},
+        )
+    product = marketplace_product(event, catalog, item)
+    return _Located(account, period, group, table, find_row(event, table), product)
+
+
+def _price(event: UsageEvent, catalog: Catalog, state: RatingState) -> _Priced | None:
+    """Every rating step but the write; None when the operation is not billable."""
+    where = _locate(event, catalog)
+    if where is None:
+        return None
+    table, row = where.table, where.row
+    quantity = priced_quantity(event, table)
+    month = billing_period(event.event_time)
+    acc_key = AccumulationKey(where.account.account_id, month, table.name, row.rate_code)
+    # Tiers see what the account used this month *before* this event.
+    before = state.accumulated(acc_key) if table.pricing.tiered else ZERO
+    priced = charge(table.pricing, row, quantity, before)
+    exact = priced.amount
+    minimum_applied = row.minimum_charge is not None and exact < row.minimum_charge
+    if row.minimum_charge is not None and minimum_applied:
+        exact = row.minimum_charge
+    net = round_money(exact, table.currency)
+    markup_rate = catalog.markup_for(where.product) if where.product is not None else ZERO
+    markup = round_money(multiply(net, markup_rate), table.currency)
+    gross = add(net, markup)
+    credit_key = CreditKey(where.account.account_id, month)
+    return _Priced(
+        event=event,
+        where=where,
+        charge=priced,
+        net=net,
+        minimum_applied=minimum_applied,
+        markup_rate=markup_rate,
+        markup=markup,
+        gross=gross,
+        credit=_draw_credit(catalog, state, credit_key, table, gross),
+        accumulation=(acc_key, add(before, quantity)) if table.pricing.tiered else None,
+    )
+
+
+def _draw_credit(
+    catalog: Catalog, state: RatingState, key: CreditKey, table: RateTable, gross: Decimal
+) -> _Credit:
+    """Draw the account's monthly usage credit down by up to ``gross``.
+
+    A credit only pays for records in its own currency: there is no exchange
+    rate in the catalog, and guessing one would make amounts unexplainable.
+    """
+    plan_name = catalog.accounts[key.account].credit_plan
+    plan = catalog.credit_plans[plan_name] if plan_name is not None else None
+    if plan is None or plan.currency != table.currency:
+        nothing = round_money(ZERO, table.currency)
+        return _Credit(nothing, nothing, None)
+    used = state.credit_used(key)
+    available = max(subtract(plan.amount, used), ZERO)
+    applied = round_money(min(gross, available), table.currency)
+    used_after = (key, add(used, applied)) if applied > 0 else None
+    remaining = round_money(subtract(available, applied), table.currency)
+    return _Credit(applied, remaining, used_after)

@@ -1,0 +1,227 @@
+"""What rating remembers between events, for one partition of the account-keyed topic.
+
+Three kinds of entry, each persisted under a string key with a type prefix:
+
+- ``acc|<account>|<billing period>|<rate table>|<rate code>`` -> quantity
+  accumulated in the period (tiers are priced against it);
+- ``cred|<account>|<billing period>`` -> usage credit used in the period;
+- ``seen|<event id>`` -> payload fingerprint and event time (duplicates).
+
+The stream layer writes ``dump(key)`` for every ``dirty_keys()`` to a
+compacted changelog in the same transaction as the outputs (``None`` is a
+tombstone), then ``clear_dirty()``; on partition assignment it replays the
+changelog through ``load``. Values are compact JSON with decimals as strings,
+so a restored state rates the next event exactly as the original would.
+
+Names inside keys cannot contain ``|``: the catalog only accepts plain names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import TypeVar
+
+from processors.dedup import DEFAULT_WINDOW, DedupWindow, SeenEvent
+from processors.errors import RatingError
+from processors.money import ZERO
+
+ACC = "acc"
+CRED = "cred"
+SEEN = "seen"
+
+
+K = TypeVar("K", "AccumulationKey", "CreditKey")
+
+
+class StateError(RatingError):
+    """A changelog entry this version cannot read."""
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class AccumulationKey:
+    account: str
+    billing_period: str
+    rate_table: str
+    rate_code: str
+
+    def encode(self) -> str:
+        return "|".join((ACC, self.account, self.billing_period, self.rate_table, self.rate_code))
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class CreditKey:
+    account: str
+    billing_period: str
+
+    def encode(self) -> str:
+        return "|".join((CRED, self.account, self.billing_period))
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """Everything rating one event changes, computed before anything is applied."""
+
+    event_id: str
+    fingerprint: str
+    event_time: datetime
+    accumulation: tuple[AccumulationKey, Decimal] | None  # the new total
+    credit: tuple[CreditKey, Decimal] | None  # the new amount used
+
+
+def billing_period(moment: datetime) -> str:
+    """The calendar month of ``moment`` in UTC, ``YYYY-MM``."""
+    return moment.astimezone(UTC).strftime("%Y-%m")
+
+
+class RatingState:
+    def __init__(self, dedup_window: timedelta = DEFAULT_WINDOW) -> None:
+        self.dedup = DedupWindow(dedup_window)
+        self._accumulated: dict[AccumulationKey, Decimal] = {}
+        self._credit_used: dict[CreditKey, Decimal] = {}
+        self._dirty: set[str] = set()
+        # Billing periods before this one have been dropped (see _expire_periods).
+        self._kept_from = ""
+
+    # -- reading ----------------------------------------------------------
+    def accumulated(self, key: AccumulationKey) -> Decimal:
+        return self._accumulated.get(key, ZERO)
+
+    def credit_used(self, key: CreditKey) -> Decimal:
+        return self._credit_used.get(key, ZERO)
+
+    def is_late(self, event_time: datetime) -> bool:
+        """True when the event is older than the dedup window: park it, do not rate it."""
+        horizon = self.dedup.horizon
+        return horizon is not None and event_time < horizon
+
+    # -- changing ---------------------------------------------------------
+    def apply(self, change: StateChange) -> None:
+        if change.accumulation is not None:
+            key, total = change.accumulation
+            self._accumulated[key] = total
+            self._dirty.add(key.encode())
+        if change.credit is not None:
+            credit_key, used = change.credit
+            self._credit_used[credit_key] = used
+            self._dirty.add(credit_key.encode())
+        expired = self.dedup.record(change.event_id, change.fingerprint, change.event_time)
+        self._dirty.add(_seen_key(change.event_id))
+        self._dirty.update(_seen_key(event_id) for event_id in expired)
+        self._expire_periods()
+
+    def _expire_periods(self) -> None:
+        """Drop tiers and credits of months wholly behind the dedup horizon.
+
+        Every event of such a month is late (parked, never rated), so nothing
+        can read them again; without this the state would grow forever.
+        """
+        horizon = self.dedup.horizon
+        if horizon is None or billing_period(horizon) <= self._kept_from:
+            return
+        self._kept_from = billing_period(horizon)
+        for acc in [k for k in self._accumulated if k.billing_period < self._kept_from]:
+            del self._accumulated[acc]
+            self._dirty.add(acc.encode())
+        for cred in [k for k in self._credit_used if k.billing_period < self._kept_from]:
+            del self._credit_used[cred]
+            self._dirty.add(cred.encode())
+
+    # -- persistence ------------------------------------------------------
+    def keys(self) -> set[str]:
+        """Every key that currently has a value."""
+        return (
+            {key.encode() for key in self._accumulated}
+            | {key.encode() for key in self._credit_used}
+            | {_seen_key(event_id) for event_id in self.dedup.ids()}
+        )
+
+    def dirty_keys(self) -> set[str]:
+        return set(self._dirty)
+
+    def clear_dirty(self) -> None:
+        self._dirty.clear()
+
+    def dump(self, key: str) -> bytes | None:
+        """The value to write for ``key``; None when it no longer exists (a tombstone)."""
+        kind, rest = _split(key)
+        value: dict[str, str] | None = None
+        if kind == ACC:
+            quantity = self._accumulated.get(_acc_key(rest, key))
+            value = None if quantity is None else {"quantity": str(quantity)}
+        elif kind == CRED:
+            used = self._credit_used.get(_cred_key(rest, key))
+            value = None if used is None else {"used": str(used)}
+        else:
+            seen = self.dedup.get(rest)
+            value = None if seen is None else _seen_value(seen)
+        if value is None:
+            return None
+        return json.dumps(value, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+    def load(self, key: str, value: bytes | None) -> None:
+        """Restore one changelog entry (None deletes). Does not mark anything dirty."""
+        kind, rest = _split(key)
+        fields = _decode(key, value)
+        try:
+            if kind == ACC:
+                _store(self._accumulated, _acc_key(rest, key), fields, "quantity")
+            elif kind == CRED:
+                _store(self._credit_used, _cred_key(rest, key), fields, "used")
+            elif fields is None:
+                self.dedup.remove(rest)
+            else:
+                moment = datetime.fromisoformat(fields["event_time"])
+                self.dedup.put(rest, SeenEvent(fields["fingerprint"], moment))
+        except (KeyError, ValueError, ArithmeticError) as exc:
+            raise StateError(f"state entry {key!r} is unreadable: {exc!r}") from None
+
+
+def _seen_key(event_id: str) -> str:
+    return f"{SEEN}|{event_id}"
+
+
+def _seen_value(seen: SeenEvent) -> dict[str, str]:
+    return {"fingerprint": seen.fingerprint, "event_time": seen.event_time.isoformat()}
+
+
+def _split(key: str) -> tuple[str, str]:
+    kind, separator, rest = key.partition("|")
+    if not separator or kind not in (ACC, CRED, SEEN):
+        raise StateError(f"unknown state key {key!r}")
+    return kind, rest
+
+
+def _acc_key(rest: str, key: str) -> AccumulationKey:
+    parts = rest.split("|")
+    if len(parts) != 4:  # account, period, table, code
+        raise StateError(f"malformed accumulation key {key!r}")
+    return AccumulationKey(*parts)
+
+
+def _cred_key(rest: str, key: str) -> CreditKey:
+    parts = rest.split("|")
+    if len(parts) != 2:  # account, period
+        raise StateError(f"malformed credit key {key!r}")
+    return CreditKey(*parts)
+
+
+def _decode(key: str, value: bytes | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    try:
+        decoded = json.loads(value)
+    except ValueError:
+        raise StateError(f"state entry {key!r} is not JSON") from None
+    if not isinstance(decoded, dict):
+        raise StateError(f"state entry {key!r} is not a JSON object")
+    return {str(name): str(field) for name, field in decoded.items()}
+
+
+def _store(table: dict[K, Decimal], key: K, fields: dict[str, str] | None, name: str) -> None:
+    if fields is None:
+        table.pop(key, None)
+    else:
+        table[key] = Decimal(fields[name])

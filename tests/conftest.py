@@ -1,0 +1,44 @@
+"""Session services for integration tests.
+
+Services named by KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL / REDIS_URL win;
+else testcontainers when a Docker daemon answers; else the local stack
+(Kafka and Apicurio from Maven Central, Redis from Debian), started if needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stream.settings import Connections
+from stream.stack import Endpoints
+from stream.stack.provision import provide_endpoints
+
+
+@pytest.fixture(scope="session")
+def endpoints() -> Iterator[Endpoints]:
+    provided, cleanup = provide_endpoints({"kafka", "registry", "redis"})
+    try:
+        yield provided
+    finally:
+        cleanup()
+
+
+@pytest.fixture(scope="session")
+def connections(endpoints: Endpoints) -> Connections:
+    return Connections(kafka_bootstrap=endpoints.kafka_bootstrap,
+                       schema_registry_url=endpoints.schema_registry_url,
+                       redis_url=endpoints.redis_url)
+
+
+@pytest.fixture
+def pipeline(connections: Connections, tmp_path: Path) -> Iterator[object]:
+    from tests.integration.harness import Pipeline
+
+    built = Pipeline(connections, tmp_path)
+    try:
+        yield built
+    finally:
+        built.stop_all()

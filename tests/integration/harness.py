@@ -1,0 +1,135 @@
+"""Factories for integration tests on the real broker: isolated topics, a processor
+process that can be SIGKILLed, publishing and reading back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from processors.catalog import load_catalog_dir
+from processors.events import UsageEvent
+from stream.catalog_feed import publish_catalog
+from stream.clients import admin_client, idempotent_producer, registry_client
+from stream.contracts import Codecs, build_codecs
+from stream.lag import caught_up
+from stream.publisher import UsagePublisher
+from stream.readback import Record, read_all
+from stream.settings import REPO_ROOT, Connections, Settings, load_settings
+from stream.topics import ensure_topics
+
+EXAMPLE_CATALOG = REPO_ROOT / "config" / "catalog"
+
+
+class Pipeline:
+    """One isolated pipeline: its own topics (random suffix) and consumer group."""
+
+    def __init__(self, connections: Connections, tmp_dir: Path):
+        self.connections = connections
+        self.suffix = f"-t{uuid.uuid4().hex[:10]}"
+        self.group_id = f"rating-test{self.suffix}"
+        self.settings: Settings = load_settings(environ={"RATING_TOPIC_SUFFIX": self.suffix,
+                                                         "RATING_GROUP_ID": self.group_id})
+        self.tmp_dir = tmp_dir
+        ensure_topics(admin_client(connections), self.settings.topics)
+        self.codecs: Codecs = build_codecs(registry_client(connections), self.settings.topics)
+        self.processes: list[ProcessorProcess] = []
+
+    def load_catalog(self, directory: Path = EXAMPLE_CATALOG) -> str:
+        catalog = load_catalog_dir(directory)
+        publish_catalog(idempotent_producer(self.connections), self.settings.topics.catalog.name,
+                        catalog, {p.name: p.read_text() for p in sorted(directory.glob("*.yaml"))})
+        return catalog.version
+
+    def publisher(self) -> UsagePublisher:
+        return UsagePublisher.connect(self.connections, self.settings.topics.events.name)
+
+    def publish(self, events: Iterable[UsageEvent]) -> list[UsageEvent]:
+        published = list(events)
+        with self.publisher() as publisher:
+            for event in published:
+                publisher.publish(event)
+        return published
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": self.connections.kafka_bootstrap,
+                "SCHEMA_REGISTRY_URL": self.connections.schema_registry_url,
+                "REDIS_URL": self.connections.redis_url,
+                "RATING_TOPIC_SUFFIX": self.suffix, "RATING_GROUP_ID": self.group_id}
+
+    def start_processor(self, instance_id: str = "0", *extra: str,
+                        env: dict[str, str] | None = None) -> ProcessorProcess:
+        process = ProcessorProcess(self, instance_id, list(extra), env or {})
+        self.processes.append(process)
+        return process
+
+    def caught_up(self) -> bool:
+        return caught_up(self.connections, self.group_id,
+                         [self.settings.topics.events.name, self.settings.topics.by_account.name])
+
+    def wait_caught_up(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for process in self.processes:
+                process.check_alive()
+            if self.caught_up():
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"pipeline did not catch up in {timeout_s} s; logs: "
+                             f"{[str(p.log_path) for p in self.processes]}")
+
+    def rated(self) -> list[Record]:
+        return read_all(self.connections, self.settings.topics.rated.name,
+                        self.codecs.rated_decoder)
+
+    def dead_letters(self) -> list[Record]:
+        return read_all(self.connections, self.settings.topics.dlq.name,
+                        self.codecs.dead_letter_decoder)
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            process.stop()
+
+
+class ProcessorProcess:
+    """`rating process` in a child process, as it runs in production."""
+
+    def __init__(self, pipeline: Pipeline, instance_id: str, extra: list[str],
+                 env: dict[str, str]):
+        self.log_path = pipeline.tmp_dir / f"processor-{instance_id}-{uuid.uuid4().hex[:6]}.log"
+        self._log = self.log_path.open("wb")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "process", "--instance-id", instance_id,
+             *extra], cwd=REPO_ROOT, env={**pipeline.env(), **env}, stdout=self._log,
+            stderr=subprocess.STDOUT)
+
+    def check_alive(self) -> None:
+        if self.popen.poll() is not None:
+            raise AssertionError(f"processor exited with {self.popen.returncode}:\n"
+                                 f"{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait(10)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self._log.close()
+
+
+def values(records: Iterable[Record]) -> list[dict[str, Any]]:
+    return [record.value for record in records]

@@ -1,0 +1,52 @@
+from decimal import Decimal
+
+import pytest
+
+from processors.money import CURRENCIES, currency, fits_minor_unit, multiply, round_money
+
+
+@pytest.mark.parametrize(
+    ("amount", "code", "expected"),
+    [
+        ("0.125", "USD", "0.12"),  # half to even: 2 stays
+        ("0.135", "USD", "0.14"),  # half to even: 3 goes up to 4
+        ("2.675", "EUR", "2.68"),
+        ("0.124999", "GBP", "0.12"),
+        ("2.5", "JPY", "2"),
+        ("3.5", "JPY", "4"),
+        ("1234.4999", "JPY", "1234"),
+        ("0.0005", "KWD", "0.000"),
+        ("0.0015", "KWD", "0.002"),
+        ("20", "USD", "20.00"),
+    ],
+)
+def test_round_money_is_half_even_at_the_minor_unit(amount: str, code: str, expected: str) -> None:
+    cur = currency(code)
+    assert cur is not None
+    rounded = round_money(Decimal(amount), cur)
+    assert rounded == Decimal(expected)
+    assert str(rounded) == expected  # the scale is the currency's
+
+
+def test_known_minor_units() -> None:
+    assert {code: CURRENCIES[code].minor_units for code in ("USD", "EUR", "GBP", "JPY", "KWD")} == {
+        "USD": 2,
+        "EUR": 2,
+        "GBP": 2,
+        "JPY": 0,
+        "KWD": 3,
+    }
+    assert currency("XYZ") is None
+
+
+def test_multiply_keeps_full_precision() -> None:
+    big = Decimal("123456789012345678901234567890.123456789")
+    assert multiply(big, Decimal("0.0001")) == Decimal("12345678901234567890123456.7890123456789")
+
+
+def test_fits_minor_unit() -> None:
+    jpy, usd = CURRENCIES["JPY"], CURRENCIES["USD"]
+    assert fits_minor_unit(Decimal("15"), jpy)
+    assert not fits_minor_unit(Decimal("1.5"), jpy)
+    assert fits_minor_unit(Decimal("1.50"), usd)
+    assert not fits_minor_unit(Decimal("1.505"), usd)
