@@ -130,7 +130,7 @@ class RatingState:
             self._dirty.add(cred.encode())
 
     # -- persistence ------------------------------------------------------
-    def keys(self) -> set[str]:
+    def all_keys(self) -> set[str]:
         """Every key that currently has a value."""
         return (
             {key.encode() for key in self._accumulated}

@@ -38,8 +38,7 @@ class ChangelogStateStore:
         return sorted(self._states)
 
     def restore(self, partitions: Iterable[int]) -> None:
-        for partition in partitions:
-            self._states[partition] = self._restore_one(partition)
+        self._states.update(self._restore_all(list(partitions)))
 
     def drop(self, partitions: Iterable[int]) -> None:
         for partition in partitions:
@@ -61,37 +60,44 @@ class ChangelogStateStore:
     def close(self) -> None:
         self._consumer.close()
 
-    def _restore_one(self, partition: int) -> RatingState:
+    def _restore_all(self, partitions: list[int]) -> dict[int, RatingState]:
+        """Replay the changelog partitions together, each to its (read_committed) end."""
+        if not partitions:
+            return {}
         started = time.perf_counter()
-        state = self._new_state()
-        self._consumer.assign([TopicPartition(self._topic, partition, OFFSET_BEGINNING)])
-        restored = 0
+        states = {partition: self._new_state() for partition in partitions}
+        self._consumer.assign([TopicPartition(self._topic, partition, OFFSET_BEGINNING)
+                               for partition in partitions])
+        pending, restored = set(partitions), 0
         try:
-            while True:
+            while pending:
                 message = self._consumer.poll(1.0)
                 if message is None:
                     continue  # the partition EOF event always comes, even when empty
                 error = message.error()
+                partition = message.partition()
                 if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        break
-                    raise KafkaErrorDuringRestore(partition, str(error))
+                    if error.code() == KafkaError._PARTITION_EOF and partition is not None:
+                        pending.discard(partition)
+                        continue
+                    raise KafkaErrorDuringRestore(partitions, str(error))
                 key = message.key()
-                if key is not None:
-                    state.load(key.decode(), message.value())
+                if key is not None and partition is not None:
+                    states[partition].load(key.decode(), message.value())
                     restored += 1
         finally:
             self._consumer.unassign()
-        state.clear_dirty()
+        for state in states.values():
+            state.clear_dirty()
         metrics.STATE_RESTORED.inc(restored)
-        log.info("restored %s[%d]: %d records in %.2f s", self._topic, partition, restored,
+        log.info("restored %s%s: %d records in %.2f s", self._topic, partitions, restored,
                  time.perf_counter() - started)
-        return state
+        return states
 
 
 class KafkaErrorDuringRestore(RatingError):
-    def __init__(self, partition: int, error: str):
-        super().__init__(f"cannot restore changelog partition {partition}: {error}")
+    def __init__(self, partitions: list[int], error: str):
+        super().__init__(f"cannot restore changelog partitions {partitions}: {error}")
 
 
 def partitions_of(tps: Sequence[TopicPartition]) -> list[int]:

@@ -15,6 +15,7 @@ import pytest
 from stream.settings import Connections
 from stream.stack import Endpoints
 from stream.stack.provision import provide_endpoints
+from tests.integration.harness import Pipeline
 
 
 @pytest.fixture(scope="session")
@@ -34,9 +35,7 @@ def connections(endpoints: Endpoints) -> Connections:
 
 
 @pytest.fixture
-def pipeline(connections: Connections, tmp_path: Path) -> Iterator[object]:
-    from tests.integration.harness import Pipeline
-
+def pipeline(connections: Connections, tmp_path: Path) -> Iterator[Pipeline]:
     built = Pipeline(connections, tmp_path)
     try:
         yield built

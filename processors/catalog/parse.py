@@ -12,6 +12,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import TypeVar
 
+from processors.catalog.errors import CatalogError
 from processors.catalog.model import (
     MARKETPLACE_FIELDS,
     Account,
@@ -83,11 +84,12 @@ def parse_item_type(value: Value) -> ServiceItemType:
     attributes = parse_named(
         fields.each("attributes"), _parse_attribute, lambda a: a.name, "attribute"
     )
-    for item, attribute in zip(fields.each("attributes"), attributes.values(), strict=True):
+    for attribute in attributes.values():
         if is_marketplace and attribute.name in MARKETPLACE_FIELDS:
-            raise item.fail(
+            raise CatalogError.at(
+                attribute.ref,
                 f"attribute {attribute.name!r} clashes with the event field of that name "
-                "that marketplace items are looked up by"
+                "that marketplace items are looked up by",
             )
     operations = parse_named(
         fields.each("operations"), _parse_operation, lambda o: o.name, "operation"
@@ -106,7 +108,7 @@ def parse_item_type(value: Value) -> ServiceItemType:
 def _parse_attribute(value: Value) -> Attribute:
     fields = value.mapping({"name", "type"}, {"quota_managed", "description"})
     kind = fields.req("type").text()
-    if kind not in AttributeType.__members__.values():
+    if kind not in {member.value for member in AttributeType}:
         raise fields.req("type").fail(f"attribute type must be number or string, got {kind!r}")
     quota = fields.get("quota_managed")
     return Attribute(
@@ -170,7 +172,7 @@ def parse_account(value: Value) -> Account:
     account_id = fields.req("id").identifier()
     fields = fields.renamed(f"account {account_id!r}")
     kind_text = fields.req("kind").text()
-    if kind_text not in AccountKind.__members__.values():
+    if kind_text not in {member.value for member in AccountKind}:
         raise fields.req("kind").fail(f"account kind must be tenant or project, got {kind_text!r}")
     kind = AccountKind(kind_text)
     ou_value, ous_value = fields.get("ou"), fields.get("ous")

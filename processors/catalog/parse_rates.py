@@ -51,6 +51,9 @@ def parse_rate_table(value: Value, item_types: Mapping[str, ServiceItemType]) ->
     fields = fields.renamed(f"rate_table {name!r}")
     item = _item_type(fields.req("service_item_type"), item_types)
     pricing = _pricing(fields.req("pricing"))
+    operations = _operations(fields, item)
+    memo = _names(fields, "memo", set(item.attributes), "memo attribute")
+    quantity_attribute = _quantity_attribute(fields, item, pricing)
     context = _TableContext(
         label=fields.owner.entry,
         item=item,
@@ -63,14 +66,14 @@ def parse_rate_table(value: Value, item_types: Mapping[str, ServiceItemType]) ->
         raise fields.fail("rows", "a rate table needs at least one row")
     return RateTable(
         name=name,
-        rate_groups=tuple(_names(fields, "rate_groups", None, "rate group")),
+        rate_groups=_names(fields, "rate_groups", None, "rate group"),
         service_item_type=item.name,
-        operations=_operations(fields, item),
+        operations=operations,
         lookup=context.lookup,
-        memo=_names(fields, "memo", set(item.attributes), "memo attribute"),
+        memo=memo,
         currency=context.currency,
         pricing=pricing,
-        quantity_attribute=_quantity_attribute(fields, item, pricing),
+        quantity_attribute=quantity_attribute,
         rows=_index(list(rows.values())),
         ref=fields.ref,
     )
@@ -90,7 +93,7 @@ def _item_type(value: Value, item_types: Mapping[str, ServiceItemType]) -> Servi
 
 def _pricing(value: Value) -> Pricing:
     text = value.text()
-    if text not in Pricing.__members__.values():
+    if text not in {member.value for member in Pricing}:
         raise value.fail(f"pricing must be one of flat, unit, graduated, volume; got {text!r}")
     return Pricing(text)
 

@@ -30,12 +30,16 @@ def check_fiscal_periods(periods: Mapping[str, FiscalPeriod]) -> tuple[FiscalPer
     ordered = sorted(periods.values(), key=lambda period: period.start)
     closed: list[FiscalPeriod] = []
     for current, following in pairwise(ordered):
-        if current.start == following.start or (
-            current.end is not None and current.end > following.start
-        ):
+        if current.end is not None and current.end > following.start:
+            raise CatalogError.at(
+                current.ref.at("end"),
+                f"ends after fiscal period {following.name!r} starts "
+                f"({following.ref.file}:{following.ref.line}): fiscal periods must not overlap",
+            )
+        if current.start == following.start:
             raise CatalogError.at(
                 following.ref,
-                f"starts inside fiscal period {current.name!r} "
+                f"starts with fiscal period {current.name!r} "
                 f"({current.ref.file}:{current.ref.line}): fiscal periods must not overlap",
             )
         closed.append(current if current.end is not None else replace(current, end=following.start))

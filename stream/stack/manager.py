@@ -33,8 +33,8 @@ COMPONENTS = tuple(SERVICES)
 DEFAULT_COMPONENTS = frozenset({"kafka", "registry", "redis"})
 # The registry spawns at once and boots while Kafka's storage is formatted.
 _LAUNCH_ORDER = ("registry", "kafka", "redis", "postgres", "prometheus")
-# Kafka's controlled shutdown of a combined node takes a few seconds; beyond
-# this everything left is SIGKILLed (the data is thrown away anyway).
+# Every service here stops in about a second on SIGTERM/SIGINT; past this
+# whatever is left is SIGKILLed (its data is thrown away anyway).
 STOP_TIMEOUT_S = 20.0
 
 
@@ -51,7 +51,8 @@ class ComponentStatus:
 def ordered_components(
     components: Iterable[str], order: Iterable[str] = _LAUNCH_ORDER
 ) -> list[str]:
-    wanted = set(components)
+    # A lone name is a str, itself an iterable of one-letter "components".
+    wanted = {components} if isinstance(components, str) else set(components)
     unknown = wanted - set(SERVICES)
     if unknown:
         raise StackError(

@@ -102,6 +102,7 @@ class ProcessorProcess:
 
     def __init__(self, pipeline: Pipeline, instance_id: str, extra: list[str],
                  env: dict[str, str]):
+        self.killed = False
         self.log_path = pipeline.tmp_dir / f"processor-{instance_id}-{uuid.uuid4().hex[:6]}.log"
         self._log = self.log_path.open("wb")
         self.popen = subprocess.Popen(
@@ -110,7 +111,7 @@ class ProcessorProcess:
             stderr=subprocess.STDOUT)
 
     def check_alive(self) -> None:
-        if self.popen.poll() is not None:
+        if not self.killed and self.popen.poll() is not None:
             raise AssertionError(f"processor exited with {self.popen.returncode}:\n"
                                  f"{self.log_tail()}")
 
@@ -118,6 +119,7 @@ class ProcessorProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def kill(self) -> None:
+        self.killed = True
         self.popen.send_signal(signal.SIGKILL)
         self.popen.wait(10)
 

@@ -6,7 +6,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from processors.catalog import Catalog, load_catalog_sources
-from processors.events import AttributeValue, Origin, UsageEvent
+from processors.events import AttributeValue, Origin, RatedUsage, UsageEvent
+from processors.rating import Rated, rate
+from processors.state import RatingState
 
 BASE = """
 version: test-1
@@ -53,6 +55,7 @@ service_item_types:
       - {name: instances, type: number}
     operations:
       - {name: Deploy, billable: true}
+      - {name: Meter, billable: true}
 org_units: [eng, eng/platform, eng/platform/k8s, eng/data, sales, finance, partners, partners/acme]
 accounts:
   - {id: acct-eng, kind: tenant, ou: eng, rate_groups: [{rate_group: standard, from: P1}]}
@@ -139,7 +142,7 @@ rate_tables:
           - {from: 100, to: 1000, rate: "0.08"}
           - {from: 1000, rate: "0.05"}
   - name: seats
-    rate_groups: [standard]
+    rate_groups: [standard, enterprise]
     service_item_type: Seat
     operations: [Subscribe]
     currency: USD
@@ -205,3 +208,15 @@ def event(
         provider=provider,
         product=product,
     )
+
+
+def rated(
+    e: UsageEvent, state: RatingState | None = None, cat: Catalog | None = None
+) -> RatedUsage:
+    """The record of an event that must be rated (fails the test otherwise)."""
+    outcome = rate(e, ORIGIN, cat or CATALOG, state or RatingState(), RATED_AT)
+    assert isinstance(outcome, Rated), outcome
+    return outcome.record
+
+
+CATALOG = catalog()
