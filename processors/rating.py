@@ -67,7 +67,12 @@ def rate(
     state: RatingState,
     rated_at: datetime,
 ) -> RatingOutcome:
-    """Rate ``event`` and record it in ``state``; raises ``EventRejected`` when it cannot."""
+    """Rate ``event`` and record it in ``state``; raises ``EventRejected`` when it cannot.
+
+    Callers park events for which ``state.is_late(event.event_time)`` holds
+    instead of rating them: their id may have left the dedup window and their
+    month's tiers and credit may have been dropped.
+    """
     fingerprint = payload_fingerprint(event)
     verdict = state.dedup.check(event.event_id, fingerprint)
     if verdict is Verdict.DUPLICATE:

@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(handler=commands.simulate)
 
     tail = sub.add_parser("tail", help="print a topic's records decoded (read_committed)")
-    tail.add_argument("role", choices=["events", "rated", "dlq", "rejected", "quota_alerts"])
+    tail.add_argument("role",
+                      choices=["events", "rated", "dlq", "late", "rejected", "quota_alerts"])
     tail.add_argument("--follow", action="store_true")
     tail.set_defaults(handler=commands.tail)
 

@@ -188,7 +188,8 @@ def tail(args: argparse.Namespace) -> int:
     settings, connections = _settings(args), connections_from_env()
     codecs = build_codecs(registry_client(connections), settings.topics)
     decoder = {"events": codecs.event_decoder, "rated": codecs.rated_decoder,
-               "dlq": codecs.dead_letter_decoder, "rejected": codecs.dead_letter_decoder,
+               "dlq": codecs.dead_letter_decoder, "late": codecs.dead_letter_decoder,
+               "rejected": codecs.dead_letter_decoder,
                "quota_alerts": codecs.alert_decoder}[args.role]
     topic = getattr(settings.topics, args.role).name
     for record in iter_records(connections, topic, decoder, follow=args.follow):

@@ -18,6 +18,7 @@ class Codecs:
     rated_decoder: AvroDecoder
     dead_letter_encoder: AvroEncoder
     rejected_encoder: AvroEncoder
+    late_encoder: AvroEncoder
     dead_letter_decoder: AvroDecoder
     alert_encoder: AvroEncoder
     alert_decoder: AvroDecoder
@@ -45,6 +46,7 @@ def build_codecs(client: SchemaRegistryClient, topics: Topics) -> Codecs:
         rated_decoder=AvroDecoder(client, SCHEMA_FILES["rated"]),
         dead_letter_encoder=encoder("dlq"),
         rejected_encoder=encoder("rejected"),
+        late_encoder=encoder("late"),
         dead_letter_decoder=AvroDecoder(client, SCHEMA_FILES["dlq"]),
         alert_encoder=encoder("quota_alerts"),
         alert_decoder=AvroDecoder(client, SCHEMA_FILES["quota_alerts"]),

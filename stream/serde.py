@@ -33,6 +33,7 @@ SCHEMA_FILES = {
     "rated": "rated_usage.avsc",
     "rejected": "rejected_usage.avsc",
     "dlq": "rejected_usage.avsc",
+    "late": "rejected_usage.avsc",
     "quota_alerts": "quota_alert.avsc",
 }
 

@@ -13,8 +13,8 @@ from processors.errors import RatingError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SETTINGS_FILE = REPO_ROOT / "config" / "settings.yaml"
-TOPIC_ROLES = ("events", "by_account", "rated", "rejected", "dlq", "quota_alerts", "catalog",
-               "changelog")
+TOPIC_ROLES = ("events", "by_account", "rated", "rejected", "dlq", "late", "quota_alerts",
+               "catalog", "changelog")
 
 
 class SettingsError(RatingError):
@@ -36,6 +36,7 @@ class Topics:
     rated: TopicSpec
     rejected: TopicSpec
     dlq: TopicSpec
+    late: TopicSpec
     quota_alerts: TopicSpec
     catalog: TopicSpec
     changelog: TopicSpec

@@ -115,8 +115,10 @@ class RaterStage(_DecodingStage):
         try:
             event = self._decode(message)
             origin = origin_of(message)
-            outcome = rate(event, origin, self._catalog(), self._store.state(origin.partition),
-                           self._clock())
+            state = self._store.state(origin.partition)
+            if state.is_late(event.event_time):
+                return [self._park_late(message, event)]
+            outcome = rate(event, origin, self._catalog(), state, self._clock())
         except EventRejected as rejection:
             return [self._reject(message, rejection, event)]
         if not isinstance(outcome, Rated):
@@ -131,6 +133,15 @@ class RaterStage(_DecodingStage):
                                     provider=provider).inc(float(rated.gross_amount))
         return [Output(topic=self._topics.rated.name, key=rated.account_id.encode(),
                        value=self._codecs.rated_encoder.encode(rated_to_avro(rated)))]
+
+    def _park_late(self, message: Message, event: UsageEvent) -> Output:
+        """Older than the dedup window: rating it could double-bill, so park it for review."""
+        return dead_letter(self._codecs.late_encoder, self._topics.late.name, stage=self.name,
+                           message=message, reason=str(ReasonCode.LATE),
+                           text=f"event {event.event_id} at {event.event_time.isoformat()} is "
+                                "older than the duplicate-detection window",
+                           event_id=event.event_id, now=self._clock(),
+                           details={"event_time": event.event_time.isoformat()})
 
     def end_batch(self) -> Iterable[Output]:
         return self._store.changelog_records()

@@ -13,10 +13,13 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import KafkaError, TopicPartition
+
 from processors.catalog import load_catalog_dir
 from processors.events import UsageEvent
+from processors.state import RatingState
 from stream.catalog_feed import publish_catalog
-from stream.clients import admin_client, idempotent_producer, registry_client
+from stream.clients import admin_client, idempotent_producer, reading_consumer, registry_client
 from stream.contracts import Codecs, build_codecs
 from stream.lag import caught_up
 from stream.publisher import UsagePublisher
@@ -92,6 +95,35 @@ class Pipeline:
         return read_all(self.connections, self.settings.topics.dlq.name,
                         self.codecs.dead_letter_decoder)
 
+    def restored_state(self) -> RatingState:
+        """The rater's state as its committed changelog holds it, all partitions merged."""
+        state = RatingState()
+        consumer = reading_consumer(self.connections)
+        topic = self.settings.topics.changelog.name
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            consumer.assign([TopicPartition(topic, p, -2) for p in partitions])
+            pending = set(partitions)
+            while pending:
+                message = consumer.poll(1.0)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None:
+                    assert error.code() == KafkaError._PARTITION_EOF, error
+                    pending.discard(message.partition())
+                    continue
+                key = message.key()
+                assert key is not None
+                state.load(key.decode(), message.value())
+        finally:
+            consumer.close()
+        return state
+
+    def late(self) -> list[Record]:
+        return read_all(self.connections, self.settings.topics.late.name,
+                        self.codecs.dead_letter_decoder)
+
     def stop_all(self) -> None:
         for process in self.processes:
             process.stop()
@@ -102,7 +134,7 @@ class ProcessorProcess:
 
     def __init__(self, pipeline: Pipeline, instance_id: str, extra: list[str],
                  env: dict[str, str]):
-        self.killed = False
+        self.ended_on_purpose = False
         self.log_path = pipeline.tmp_dir / f"processor-{instance_id}-{uuid.uuid4().hex[:6]}.log"
         self._log = self.log_path.open("wb")
         self.popen = subprocess.Popen(
@@ -111,7 +143,7 @@ class ProcessorProcess:
             stderr=subprocess.STDOUT)
 
     def check_alive(self) -> None:
-        if not self.killed and self.popen.poll() is not None:
+        if not self.ended_on_purpose and self.popen.poll() is not None:
             raise AssertionError(f"processor exited with {self.popen.returncode}:\n"
                                  f"{self.log_tail()}")
 
@@ -119,11 +151,12 @@ class ProcessorProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
     def kill(self) -> None:
-        self.killed = True
+        self.ended_on_purpose = True
         self.popen.send_signal(signal.SIGKILL)
         self.popen.wait(10)
 
     def stop(self) -> None:
+        self.ended_on_purpose = True
         if self.popen.poll() is None:
             self.popen.terminate()
             try:
@@ -135,3 +168,8 @@ class ProcessorProcess:
 
 def values(records: Iterable[Record]) -> list[dict[str, Any]]:
     return [record.value for record in records]
+
+
+def money_state(state: RatingState) -> dict[str, bytes | None]:
+    """Tier positions and credit used, by state key (the seen-ids are left out)."""
+    return {key: state.dump(key) for key in state.all_keys() if not key.startswith("seen|")}

@@ -15,15 +15,15 @@ from processors.rating import Rated, rate
 from processors.state import RatingState
 from stream.lag import committed_since
 from tests.integration.events import money, order_independent_mix
-from tests.integration.harness import EXAMPLE_CATALOG, Pipeline
+from tests.integration.harness import EXAMPLE_CATALOG, Pipeline, money_state
 
 pytestmark = [pytest.mark.integration, pytest.mark.fault]
 Totals = dict[str, tuple[int, Decimal, Decimal, Decimal, Decimal]]
 
 
-def expected_totals(events: list[UsageEvent]) -> Totals:
+def expected_totals(events: list[UsageEvent], state: RatingState | None = None) -> Totals:
     """Per account: (records, net, gross, credit applied, charged) rating without any crash."""
-    catalog, state = load_catalog_dir(EXAMPLE_CATALOG), RatingState()
+    catalog, state = load_catalog_dir(EXAMPLE_CATALOG), state or RatingState()
     sums: dict[str, list[Decimal]] = defaultdict(lambda: [Decimal(0)] * 5)
     for offset, event in enumerate(events):
         outcome = rate(event, Origin("expected", 0, offset), catalog, state, datetime.now(UTC))
@@ -54,7 +54,8 @@ def test_sigkill_mid_stream_then_restart_rates_every_event_exactly_once(
     events = pipeline.publish(order_independent_mix(30_000, seed=11))
     first = pipeline.start_processor("0")
     deadline = time.monotonic() + 120
-    topic = pipeline.settings.topics.events.name
+    # Kill once the rater (not just the router) is well into the stream: state exists.
+    topic = pipeline.settings.topics.by_account.name
     while committed_since(pipeline.connections, pipeline.group_id, topic, {}) < 6_000:
         first.check_alive()
         assert time.monotonic() < deadline, first.log_tail()
@@ -68,5 +69,8 @@ def test_sigkill_mid_stream_then_restart_rates_every_event_exactly_once(
     rated = [r.value for r in pipeline.rated()]
     ids = Counter(str(record["event_id"]) for record in rated)
     assert [event_id for event_id, count in ids.items() if count > 1] == []
-    assert observed_totals(rated) == expected_totals(events)
+    uncrashed = RatingState()
+    assert observed_totals(rated) == expected_totals(events, uncrashed)
     assert pipeline.dead_letters() == []
+    # Tier positions and credit balances restored from the changelog: as if no crash.
+    assert money_state(pipeline.restored_state()) == money_state(uncrashed)

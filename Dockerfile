@@ -1,0 +1,48 @@
+# The `rating` CLI in a container: docker build -t usage-rating:local .
+#   docker run --rm usage-rating:local --help
+# docker-compose.yml runs it as init, processor-N and simulator.
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# ---- build: a self-contained virtualenv with the package and its dependencies
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+
+# Dependencies first, from pyproject.toml alone: this layer survives code edits.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; print('\n'.join(deps))" > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+
+COPY . .
+RUN pip install . \
+    && rating --help > /dev/null
+
+# ---- runtime: the virtualenv, the settings and the schemas; no sources, no pip cache
+FROM ${PYTHON_IMAGE}
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+# config/ is also bind-mounted read-only by docker-compose.yml, so users edit
+# the catalog without rebuilding; the copy makes the image work on its own.
+COPY config/ /app/config/
+COPY schemas/ /app/schemas/
+# The code finds config/ and schemas/ next to its packages (stream.settings.REPO_ROOT,
+# stream.serde.SCHEMA_DIR); installed, that is site-packages. Point it at /app.
+RUN site="$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
+    && ln -s /app/config "$site/config" \
+    && ln -s /app/schemas "$site/schemas" \
+    && useradd --system --uid 10001 --user-group --no-create-home \
+       --home-dir /app --shell /usr/sbin/nologin rating \
+    && rating catalog validate > /dev/null
+USER 10001:10001
+# Prometheus metrics of `rating process` (scraped by deploy/prometheus/prometheus.yml).
+EXPOSE 9400
+ENTRYPOINT ["rating"]
+CMD ["--help"]

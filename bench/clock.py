@@ -1,0 +1,90 @@
+"""Timing an in-process ExactlyOnceLoop from the outside, through its own batch metrics.
+
+The loop observes ``rating_batch_records`` and ``rating_batch_seconds`` right
+after each transaction commits. A watcher thread reads both every couple of
+milliseconds, so the clock needs no hook in the loop (run_processor is used
+exactly as production runs it) and counts only committed records:
+
+* start: the first committed batch, minus that batch's own duration, i.e.
+  the moment the loop had its first records in hand (the group join and
+  state restore before it are not timed);
+* end: the first moment the committed records reach the expected number,
+  i.e. the commit of the batch that completes the input. The watcher then
+  sets ``stop`` and the loop exits after that batch.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from prometheus_client import Histogram
+
+from stream import metrics
+
+
+@dataclass(frozen=True)
+class Timing:
+    seconds: float  # first batch start to the commit that completed the input
+    committed: int  # input records committed in that time
+    batches: int
+    complete: bool  # False: the time limit stopped the run first
+
+
+def _sum_and_count(histogram: Histogram) -> tuple[float, float]:
+    total = count = 0.0
+    for metric in histogram.collect():
+        for sample in metric.samples:
+            if sample.name.endswith("_sum"):
+                total = sample.value
+            elif sample.name.endswith("_count"):
+                count = sample.value
+    return total, count
+
+
+class LoopClock:
+    """Sets ``stop`` once ``expected`` input records are committed (or after ``limit_s``)."""
+
+    def __init__(self, expected: int, stop: threading.Event, limit_s: float,
+                 tick_s: float = 0.002):
+        self._expected = expected
+        self._stop = stop
+        self._limit_s = limit_s
+        self._tick_s = tick_s
+        # Metrics are process-wide and cumulative: count from here on.
+        self._records0, self._batches0 = _sum_and_count(metrics.BATCH_SIZE)
+        self._seconds0, _ = _sum_and_count(metrics.BATCH_SECONDS)
+        self._started: float | None = None
+        self._finished: float | None = None
+        self._committed = 0
+        self._batches = 0
+        self._thread = threading.Thread(target=self._watch, name="bench-clock", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def result(self) -> Timing:
+        self._stop.set()
+        self._thread.join()
+        end = self._finished if self._finished is not None else time.perf_counter()
+        seconds = 0.0 if self._started is None else end - self._started
+        return Timing(seconds=seconds, committed=self._committed, batches=self._batches,
+                      complete=self._finished is not None)
+
+    def _watch(self) -> None:
+        deadline = time.perf_counter() + self._limit_s
+        while not self._stop.is_set():
+            time.sleep(self._tick_s)
+            now = time.perf_counter()
+            records, batches = _sum_and_count(metrics.BATCH_SIZE)
+            self._committed = int(records - self._records0)
+            self._batches = int(batches - self._batches0)
+            if self._started is None and self._batches > 0:
+                busy, _ = _sum_and_count(metrics.BATCH_SECONDS)
+                self._started = now - (busy - self._seconds0)
+            if self._committed >= self._expected:
+                self._finished = now
+                self._stop.set()
+            elif now > deadline:
+                self._stop.set()

@@ -1,0 +1,143 @@
+"""One benchmark run: input once, then each contender on its own lane, one after the other.
+
+Contenders never overlap (the target machine has two cores): each is set up,
+fed the same pre-published input, timed, checked and only then the next one
+starts. Everything outside a contender's processing (topic creation,
+publishing, the catalog, group join, state restore) is left out of its time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from bench import faust_runner, inprocess
+from bench.lanes import Lane, delete_run_topics, open_lane, publish_input
+from bench.profiling import profile_rating
+from bench.results import Result, failed
+from bench.workload import EngineTiming, Expected, dry_run, encode, generate
+from processors.catalog import Catalog, load_catalog_dir
+from stream.clients import registry_client
+from stream.contracts import build_codecs
+from stream.settings import Connections, Settings, load_settings
+
+log = logging.getLogger(__name__)
+CONTENDERS = ("passthrough", "rating", "split", "faust")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    events: int = 50_000
+    batch_size: int = 1000
+    seed: int = 7
+    contenders: Sequence[str] = CONTENDERS
+    limit_s: float = 600.0  # per in-process contender: a hung run must not hang the bench
+    faust_cap_s: float = 60.0  # faust processing time before it is stopped and rated pro rata
+    faust_guarantee: str = "exactly_once"
+    work_dir: Path = Path("out")
+    keep_topics: bool = False
+    profile_path: Path | None = None  # set: one more, profiled (untimed) rating run
+
+
+@dataclass
+class Report:
+    run_id: str
+    config: BenchConfig
+    settings: Settings
+    expected: Expected
+    engine: EngineTiming
+    results: list[Result] = field(default_factory=list)
+    profile: list[dict[str, Any]] | None = None
+    seconds: float = 0.0  # the whole run, set-up included
+
+    def result(self, contender: str) -> Result | None:
+        """The first row named ``contender...`` that processed something (a fallback's)."""
+        rows = [r for r in self.results if r.contender.startswith(contender)]
+        return next((r for r in rows if r.processed), rows[0] if rows else None)
+
+
+def run_benchmark(connections: Connections, config: BenchConfig,
+                  say: Callable[[str], None] = log.info) -> Report:
+    unknown = set(config.contenders) - set(CONTENDERS)
+    if unknown:
+        raise ValueError(f"unknown contenders {sorted(unknown)}; choose from {CONTENDERS}")
+    started = time.monotonic()
+    run_id = uuid.uuid4().hex[:8]
+    base = load_settings(environ={"RATING_BATCH_SIZE": str(config.batch_size)})
+    catalog = load_catalog_dir(base.catalog_dir)
+    say(f"run {run_id}: generating and encoding {config.events} events (seed {config.seed})")
+    # Registry subjects need no topics: these codecs only encode the input and check it.
+    codecs = build_codecs(registry_client(connections),
+                          base.topics.with_suffix(f"-bench-{run_id}-input"))
+    records = encode(generate(config.events, config.seed), codecs.event_encoder)
+    expected, engine = dry_run(records, codecs, catalog,
+                               timedelta(days=base.processor.dedup_window_days))
+    say(f"expected: {expected}")
+    report = Report(run_id=run_id, config=config, settings=base, expected=expected,
+                    engine=engine)
+    try:
+        for contender in config.contenders:
+            report.results.extend(_run(contender, connections, run_id, config, catalog, base,
+                                       records, expected, say))
+        if config.profile_path is not None:
+            say(f"profiling the rating loop (untimed) into {config.profile_path}")
+            lane = _fresh(connections, run_id, "profile", config, catalog, base, records)
+            report.profile = profile_rating(lane, expected, config.limit_s,
+                                            config.profile_path)
+    finally:
+        if not config.keep_topics:
+            delete_run_topics(connections, run_id)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _lane(connections: Connections, run_id: str, name: str, config: BenchConfig,
+          catalog: Catalog, base: Settings) -> Lane:
+    return open_lane(connections, run_id, name, config.batch_size, catalog, base.catalog_dir)
+
+
+def _run(contender: str, connections: Connections, run_id: str, config: BenchConfig,
+         catalog: Catalog, base: Settings, records: list[tuple[bytes, bytes]],
+         expected: Expected, say: Callable[[str], None]) -> list[Result]:
+    lane = _lane(connections, run_id, contender, config, catalog, base)
+    publish_input(lane, records)
+    say(f"{contender}: {len(records)} events published on {lane.settings.topics.events.name}")
+    results: list[Result]
+    if contender == "passthrough":
+        results = [inprocess.pass_through(lane, expected, config.limit_s)]
+    elif contender == "rating":
+        results = [inprocess.rating(lane, expected, config.limit_s)]
+    elif contender == "split":
+        router = inprocess.router_only(lane, expected, config.limit_s)
+        rater = (inprocess.rater_only(lane, expected, config.limit_s) if router.verified
+                 else failed("rater only", expected.routed, "the router-only run did not "
+                             "complete, so the rater had no complete input"))
+        results = [router, rater]
+    else:
+        results = faust_runner.run(lane, expected, config, run_id, say,
+                                   lambda name: _fresh(connections, run_id, name, config,
+                                                       catalog, base, records))
+    for result in results:
+        say(f"{result.contender}: {result.processed} events in {result.seconds:.2f} s = "
+            f"{result.events_per_s:,.0f}/s; outputs {result.outputs} "
+            f"({'verified' if result.verified else 'NOT verified'})")
+    return results
+
+
+def _fresh(connections: Connections, run_id: str, name: str, config: BenchConfig,
+           catalog: Catalog, base: Settings, records: list[tuple[bytes, bytes]]) -> Lane:
+    """Another lane with the input published (faust's fallback run needs untouched topics)."""
+    lane = _lane(connections, run_id, name, config, catalog, base)
+    publish_input(lane, records)
+    return lane
+
+
+def machine() -> dict[str, object]:
+    return {"cores": os.cpu_count(), "load_1m": round(os.getloadavg()[0], 2)}

@@ -1,0 +1,66 @@
+"""Counting committed records on output topics (read_committed, no decoding)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from confluent_kafka import KafkaError, TopicPartition
+
+from processors.errors import RatingError
+from stream.clients import reading_consumer
+from stream.settings import Connections
+
+OFFSET_BEGINNING = -2
+
+
+class CountingError(RatingError):
+    """A topic could not be read to its end in time."""
+
+
+class TopicCounter:
+    """Counts the committed records of some topics, incrementally, while they grow."""
+
+    def __init__(self, connections: Connections, topics: Sequence[str], timeout_s: float = 10.0):
+        # Partition EOF events tell us when a count is complete for now.
+        self._consumer = reading_consumer(connections)
+        metadata = self._consumer.list_topics(timeout=timeout_s).topics
+        self._partitions = {(topic, p) for topic in topics for p in metadata[topic].partitions}
+        self._consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING)
+                               for topic, p in sorted(self._partitions)])
+        self.counts = dict.fromkeys(topics, 0)
+        self._at_end: set[tuple[str, int]] = set()
+
+    def poll(self, budget_s: float) -> bool:
+        """Read what is there for up to ``budget_s``; True when every partition is at its end."""
+        deadline = time.monotonic() + budget_s
+        while time.monotonic() < deadline:
+            messages = self._consumer.consume(10_000, max(0.0, deadline - time.monotonic()))
+            for message in messages:
+                topic, partition = message.topic(), message.partition()
+                if topic is None or partition is None:
+                    continue
+                error = message.error()
+                if error is None:
+                    self.counts[topic] += 1
+                    self._at_end.discard((topic, partition))
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    self._at_end.add((topic, partition))
+            if self._at_end == self._partitions:
+                return True
+        return False
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def count_records(connections: Connections, topics: Sequence[str],
+                  timeout_s: float = 60.0) -> dict[str, int]:
+    """topic -> committed records, each topic read from the beginning to its end."""
+    counter = TopicCounter(connections, topics)
+    try:
+        if not counter.poll(timeout_s):
+            raise CountingError(f"topics {list(topics)} not read to the end in {timeout_s} s")
+        return dict(counter.counts)
+    finally:
+        counter.close()
