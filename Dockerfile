@@ -26,19 +26,15 @@ RUN pip install . \
 FROM ${PYTHON_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    RATING_SETTINGS=/app/config/settings.yaml
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 # config/ is also bind-mounted read-only by docker-compose.yml, so users edit
 # the catalog without rebuilding; the copy makes the image work on its own.
+# The Avro schemas ship inside the package (the `schemas` package data).
 COPY config/ /app/config/
-COPY schemas/ /app/schemas/
-# The code finds config/ and schemas/ next to its packages (stream.settings.REPO_ROOT,
-# stream.serde.SCHEMA_DIR); installed, that is site-packages. Point it at /app.
-RUN site="$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" \
-    && ln -s /app/config "$site/config" \
-    && ln -s /app/schemas "$site/schemas" \
-    && useradd --system --uid 10001 --user-group --no-create-home \
+RUN useradd --system --uid 10001 --user-group --no-create-home \
        --home-dir /app --shell /usr/sbin/nologin rating \
     && rating catalog validate > /dev/null
 USER 10001:10001

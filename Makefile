@@ -21,6 +21,7 @@ run: install
 
 ## make test: install, lint and type-check, stack up, every test, stack down.
 test: install lint typecheck
+	./deploy/ensure-compose-check.sh
 	$(RATING) stack up
 	set -o pipefail; $(PY) -m pytest -q $(PYTEST_ARGS); status=$$?; \
 	  $(RATING) stack down; exit $$status

@@ -12,7 +12,6 @@ import json
 import struct
 from collections.abc import Mapping
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import fastavro
@@ -20,9 +19,9 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from processors.errors import RatingError
+from schemas import SCHEMA_DIR
 from stream.errors import TransientError
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")
 

@@ -12,7 +12,18 @@ import yaml
 from processors.errors import RatingError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SETTINGS_FILE = REPO_ROOT / "config" / "settings.yaml"
+
+
+def default_settings_file() -> Path:
+    """$RATING_SETTINGS, else ./config/settings.yaml, else the one in this source tree."""
+    explicit = os.environ.get("RATING_SETTINGS")
+    if explicit:
+        return Path(explicit)
+    here = Path.cwd() / "config" / "settings.yaml"
+    return here if here.is_file() else REPO_ROOT / "config" / "settings.yaml"
+
+
+DEFAULT_SETTINGS_FILE = default_settings_file()
 TOPIC_ROLES = ("events", "by_account", "rated", "rejected", "dlq", "late", "quota_alerts",
                "catalog", "changelog")
 
@@ -72,6 +83,7 @@ class Settings:
     topics: Topics
     processor: ProcessorSettings
     catalog_dir: Path
+    workload_file: Path
     log_level: str
 
     def with_topic_suffix(self, suffix: str) -> Settings:
@@ -91,6 +103,7 @@ def load_settings(path: Path = DEFAULT_SETTINGS_FILE,
         topics=_topics(raw.get("topics"), path),
         processor=_processor(raw.get("processor"), path, env),
         catalog_dir=_resolve(path, str(raw.get("catalog_dir", "config/catalog"))),
+        workload_file=_resolve(path, str(raw.get("workload_file", "config/workload.yaml"))),
         log_level=str(env.get("RATING_LOG_LEVEL", raw.get("log_level", "INFO"))).upper(),
     )
     suffix = env.get("RATING_TOPIC_SUFFIX", "")
@@ -101,8 +114,9 @@ def _resolve(settings_file: Path, value: str) -> Path:
     candidate = Path(value)
     if candidate.is_absolute():
         return candidate
-    # Relative paths in the shipped settings are relative to the repo root.
-    return (REPO_ROOT / candidate).resolve()
+    # Relative paths are relative to the folder that holds config/ (the project root),
+    # wherever the project is installed or mounted.
+    return (settings_file.resolve().parent.parent / candidate).resolve()
 
 
 def _topics(raw: Any, path: Path) -> Topics:

@@ -22,9 +22,7 @@ from processors.errors import RatingError
 from processors.events import UsageEvent
 from stream.progress import Progress
 from stream.publisher import UsagePublisher, new_event
-from stream.settings import REPO_ROOT, Connections, Settings
-
-WORKLOAD_FILE = REPO_ROOT / "config" / "workload.yaml"
+from stream.settings import Connections, Settings
 
 
 @dataclass
@@ -161,7 +159,7 @@ def _value(raw: Any) -> int | str | Decimal:
     return str(raw)
 
 
-def load_workload(path: Path = WORKLOAD_FILE) -> dict[str, Any]:
+def load_workload(path: Path) -> dict[str, Any]:
     try:
         spec = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -176,7 +174,7 @@ def run_simulation(connections: Connections, settings: Settings, *, events: int,
                    rate: float = 0.0, seed: int = 7, bad_fraction: float = 0.01,
                    show_progress: bool = True) -> SimulationReport:
     rng = random.Random(seed)
-    workload = Workload(load_workload(), rng, datetime.now(UTC))
+    workload = Workload(load_workload(settings.workload_file), rng, datetime.now(UTC))
     report = SimulationReport()
     progress = Progress("publishing", events) if show_progress else None
     started = time.monotonic()

@@ -112,7 +112,7 @@ def marketplace_product(
     product = catalog.products.get(event.product)
     if product is None or product.provider != event.provider:
         raise _reject(
-            ReasonCode.BAD_ATTRIBUTE,
+            ReasonCode.UNKNOWN_PRODUCT,
             event,
             f"provider {event.provider!r} has no product {event.product!r}",
             attribute="product",

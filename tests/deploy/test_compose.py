@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -289,9 +291,19 @@ def test_dockerfile_runs_rating_as_non_root() -> None:
     assert users[-1].split(":")[0] not in ("root", "0")
     assert 'ENTRYPOINT ["rating"]' in final
     assert f"EXPOSE {METRICS_PORT}" in final
-    # The installed code looks for config/ and schemas/ beside its packages.
-    for directory in ("config", "schemas"):
-        assert f'ln -s /app/{directory} "$site/{directory}"' in text, directory
+    # Installed, the code finds the settings through RATING_SETTINGS (config/ is mounted).
+    assert any("RATING_SETTINGS=/app/config/settings.yaml" in line for line in final)
+
+
+def test_the_wheel_ships_the_avro_schemas(tmp_path: Path) -> None:
+    """An installed package (the image, a pip install) must carry its contracts."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                    "-q", "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("usage_rating-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for schema in ("usage_event", "rated_usage", "rejected_usage", "quota_alert"):
+        assert f"schemas/{schema}.avsc" in names, schema
+    assert "stream/py.typed" in names
 
 
 def test_dockerignore_keeps_what_the_image_needs() -> None:

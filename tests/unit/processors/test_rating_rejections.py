@@ -62,7 +62,7 @@ CASES: list[tuple[str, UsageEvent, ReasonCode, str]] = [
     (
         "product of another provider",
         event(provider="bluefin", product="acme-basic", **MARKETPLACE),  # type: ignore[arg-type]
-        ReasonCode.BAD_ATTRIBUTE,
+        ReasonCode.UNKNOWN_PRODUCT,
         "provider 'bluefin' has no product 'acme-basic'",
     ),
     ("negative quantity", event(quantity=-1), ReasonCode.NEGATIVE_QUANTITY, "negative: -1"),
