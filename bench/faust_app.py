@@ -76,6 +76,7 @@ def _raw_topic(name: str) -> Any:
 events_topic = _raw_topic(TOPICS.events.name)
 by_account_topic = _raw_topic(TOPICS.by_account.name)
 rated_topic = _raw_topic(TOPICS.rated.name)
+late_topic = _raw_topic(TOPICS.late.name)
 dlq_topic = _raw_topic(TOPICS.dlq.name)
 state_table = app.Table("rating-state", default=None, key_type=bytes, value_type=bytes,
                         key_serializer="raw", value_serializer="raw",
@@ -115,17 +116,19 @@ def _decode(context: _Context, value: bytes | None) -> UsageEvent:
 
 
 async def _dead_letter(context: _Context, stage: str, message: Any,
-                       rejection: EventRejected, event: UsageEvent | None) -> None:
-    """The same dead-letter record as stream/dead_letters.py, from a faust message."""
+                       rejection: EventRejected, event: UsageEvent | None,
+                       late: bool = False) -> None:
+    """The same record as stream/dead_letters.py makes, from a faust message."""
     log.warning("dead-letter %s at %s[%d]@%d: %s", rejection.reason, message.topic,
                 message.partition, message.offset, rejection.message)
-    value = context.codecs.dead_letter_encoder.encode(rejection_to_avro(
+    encoder = context.codecs.late_encoder if late else context.codecs.dead_letter_encoder
+    value = encoder.encode(rejection_to_avro(
         reason=str(rejection.reason), message=rejection.message, stage=stage,
         origin=Origin(message.topic, message.partition, message.offset), key=message.key,
         value=message.value, event_id=event.event_id if event else None,
         source_timestamp_ms=int(message.timestamp * 1000),
         details=rejection.details, rejected_at=datetime.now(UTC)))
-    await dlq_topic.send(key=message.key, value=value)
+    await (late_topic if late else dlq_topic).send(key=message.key, value=value)
 
 
 @app.agent(events_topic)
@@ -157,6 +160,9 @@ async def rate_events(stream: AsyncIterator[Any]) -> None:
         usage = None
         try:
             usage = _decode(context, message.value)
+            if state.is_late(usage.event_time):  # parked, as RaterStage does
+                await _dead_letter(context, "rater", message, _late(usage), usage, late=True)
+                continue
             outcome = rate(usage, Origin(message.topic, message.partition, message.offset),
                            context.catalog, state, datetime.now(UTC))
         except EventRejected as rejection:
@@ -168,6 +174,13 @@ async def rate_events(stream: AsyncIterator[Any]) -> None:
             await rated_topic.send(key=record.account_id.encode(),
                                    value=context.codecs.rated_encoder.encode(
                                        rated_to_avro(record)))
+
+
+def _late(event: UsageEvent) -> EventRejected:
+    return EventRejected(ReasonCode.LATE,
+                         f"event {event.event_id} at {event.event_time.isoformat()} is older "
+                         "than the duplicate-detection window",
+                         {"event_time": event.event_time.isoformat()})
 
 
 def _table_key(partition: int, key: str) -> bytes:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 FIRST_EVENT_FILE = "first-event"  # written by the worker: wall time of its first event
 STARTUP_TIMEOUT_S = 120.0  # worker start, group join, recovery: until the first event
-ROLES = ("by_account", "rated", "dlq")
+ROLES = ("by_account", "rated", "late", "dlq")
 
 
 class FaustFailed(Exception):
@@ -136,7 +136,7 @@ def _watch(worker: subprocess.Popen[bytes], counter: TopicCounter, done: Callabl
 
 
 def _expected_outputs(expected: Expected) -> dict[str, int]:
-    return {"by_account": expected.routed, "rated": expected.rated,
+    return {"by_account": expected.routed, "rated": expected.rated, "late": expected.late,
             "dlq": expected.dead_letters}
 
 

@@ -76,7 +76,8 @@ def run_benchmark(connections: Connections, config: BenchConfig,
     # Registry subjects need no topics: these codecs only encode the input and check it.
     codecs = build_codecs(registry_client(connections),
                           base.topics.with_suffix(f"-bench-{run_id}-input"))
-    records = encode(generate(config.events, config.seed), codecs.event_encoder)
+    records = encode(generate(base.workload_file, config.events, config.seed),
+                     codecs.event_encoder)
     expected, engine = dry_run(records, codecs, catalog,
                                timedelta(days=base.processor.dedup_window_days))
     say(f"expected: {expected}")

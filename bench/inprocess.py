@@ -116,7 +116,7 @@ def rating(lane: Lane, expected: Expected, limit_s: float) -> Result:
     return _result("rating (router+rater)", lane, timing, expected.events,
                    records / expected.events,
                    {"by_account": expected.routed, "rated": expected.rated,
-                    "dlq": expected.dead_letters})
+                    "late": expected.late, "dlq": expected.dead_letters})
 
 
 def router_only(lane: Lane, expected: Expected, limit_s: float) -> Result:
@@ -129,4 +129,5 @@ def rater_only(lane: Lane, expected: Expected, limit_s: float) -> Result:
     """The rater alone, on the account-keyed topic that ``router_only`` filled on this lane."""
     timing = time_processor(lane.with_group("rater"), ("rater",), expected.routed, limit_s)
     return _result("rater only", lane, timing, expected.routed, 1.0,
-                   {"rated": expected.rated, "dlq": expected.dead_letters})
+                   {"rated": expected.rated, "late": expected.late,
+                    "dlq": expected.dead_letters})

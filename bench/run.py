@@ -61,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Dead letters and rebalances log per event or batch: into the file, not onto the table.
     logging.basicConfig(filename=log_path, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per registry request
     say(f"log: {log_path}")
     load = machine()  # before anything of ours runs
     connections, release, kafka = _connections()

@@ -12,6 +12,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from processors.accounts import resolve_account
 from processors.catalog import Catalog
@@ -36,6 +37,7 @@ class Expected:
     events: int
     routed: int  # reach the account-keyed topic
     rated: int  # reach the rated topic
+    late: int  # older than the dedup window: parked on the late topic, not rated
     skipped: int  # duplicates and non-billable operations: no output at all
     router_dead_letters: int
     rater_dead_letters: int
@@ -53,9 +55,9 @@ class EngineTiming:
     seconds: float
 
 
-def generate(count: int, seed: int) -> list[UsageEvent]:
+def generate(workload_file: Path, count: int, seed: int) -> list[UsageEvent]:
     """``count`` events of the `make run` workload (config/workload.yaml), reproducible."""
-    workload = Workload(load_workload(), random.Random(seed), datetime.now(UTC))
+    workload = Workload(load_workload(workload_file), random.Random(seed), datetime.now(UTC))
     return [workload.next_event()[1] for _ in range(count)]
 
 
@@ -74,7 +76,7 @@ def dry_run(records: list[tuple[bytes, bytes]], codecs: Codecs, catalog: Catalog
     its duplicate share an account, hence a partition.
     """
     state = RatingState(dedup_window=dedup_window)
-    routed = rated = skipped = router_dead = rater_dead = 0
+    routed = rated = late = skipped = router_dead = rater_dead = 0
     started = time.perf_counter()
     for _key, value in records:
         try:
@@ -84,6 +86,9 @@ def dry_run(records: list[tuple[bytes, bytes]], codecs: Codecs, catalog: Catalog
             router_dead += 1
             continue
         routed += 1
+        if state.is_late(event.event_time):  # as RaterStage does, before rating
+            late += 1
+            continue
         try:
             outcome = rate(event, DRY_RUN_ORIGIN, catalog, state, datetime.now(UTC))
         except EventRejected:
@@ -95,6 +100,7 @@ def dry_run(records: list[tuple[bytes, bytes]], codecs: Codecs, catalog: Catalog
         else:
             skipped += 1
     seconds = time.perf_counter() - started
-    expected = Expected(events=len(records), routed=routed, rated=rated, skipped=skipped,
+    expected = Expected(events=len(records), routed=routed, rated=rated, late=late,
+                        skipped=skipped,
                         router_dead_letters=router_dead, rater_dead_letters=rater_dead)
     return expected, EngineTiming(events=len(records), seconds=seconds)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from processors.errors import RatingError
 from stream import commands
-from stream.settings import DEFAULT_SETTINGS_FILE
+from stream.logs import LOG_FORMATS, configure_logging
+from stream.settings import DEFAULT_SETTINGS_FILE, load_settings
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -22,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--settings", type=Path, default=DEFAULT_SETTINGS_FILE,
                         help="settings YAML (default: %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default=None,
+                        help="log lines as json or text (default: text on a terminal, "
+                        "json otherwise)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     stack = sub.add_parser("stack", help="the local Kafka/registry/Redis stack (no Docker)")
@@ -48,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="stable id of this instance (fences its own zombie on restart)")
     process.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
                          help="stop after this long with no input (default: run forever)")
+    process.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                         help="serve /metrics, /healthz, /readyz on PORT, 0 = a free one "
+                         "(default: $RATING_METRICS_PORT, else 9400)")
     process.set_defaults(handler=commands.process)
 
     produce = sub.add_parser("produce", help="publish usage events from a JSON file or flags")
@@ -90,20 +97,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    # The registry client logs every HTTP request at INFO: keep routine traffic quiet.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
     handler: Handler = args.handler
     try:
+        configure_logging(logging.DEBUG if args.verbose else _log_level(args.settings),
+                          args.log_format, sys.stderr)
         return handler(args)
     except RatingError as exc:
         print(f"rating {args.command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def _log_level(settings_file: Path) -> str:
+    """The settings' log_level (RATING_LOG_LEVEL wins); INFO while the settings are broken:
+    the command itself then reports what is wrong with them."""
+    try:
+        return load_settings(settings_file).log_level
+    except RatingError:
+        return "INFO"
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -91,9 +92,32 @@ def catalog(args: argparse.Namespace) -> int:
 def process(args: argparse.Namespace) -> int:
     settings, connections = _settings(args), connections_from_env()
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    port, fallback = _metrics_port(args.metrics_port)
     run_processor(settings, connections, RunOptions(stages=stages, instance_id=args.instance_id,
-                                                    idle_exit_s=args.idle_exit))
+                                                    idle_exit_s=args.idle_exit,
+                                                    metrics_port=port,
+                                                    metrics_port_fallback=fallback))
     return 0
+
+
+def _metrics_port(flag: int | None) -> tuple[int, bool]:
+    """--metrics-port, else $RATING_METRICS_PORT, else 9400 (a free one if 9400 is taken)."""
+    from stream.observability import DEFAULT_METRICS_PORT, METRICS_PORT_ENV
+
+    if flag is not None:
+        port, where = flag, "--metrics-port"
+    elif os.environ.get(METRICS_PORT_ENV, "").strip():
+        where = METRICS_PORT_ENV
+        try:
+            port = int(os.environ[METRICS_PORT_ENV])
+        except ValueError:
+            raise RatingError(f"{METRICS_PORT_ENV}={os.environ[METRICS_PORT_ENV]!r}: "
+                              "expected a port number (0 = any free port)") from None
+    else:
+        return DEFAULT_METRICS_PORT, True
+    if not 0 <= port < 65536:
+        raise RatingError(f"{where} {port}: expected a port number 0-65535 (0 = any free port)")
+    return port, False
 
 
 def produce(args: argparse.Namespace) -> int:

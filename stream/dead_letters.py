@@ -24,7 +24,10 @@ def dead_letter(encoder: AvroEncoder, topic: str, *, stage: str, message: Messag
     origin = origin_of(message)
     timestamp_type, timestamp_ms = message.timestamp()
     log.warning("dead-letter %s at %s[%d]@%d event=%s: %s", reason, origin.topic,
-                origin.partition, origin.offset, event_id, text)
+                origin.partition, origin.offset, event_id, text,
+                extra={"event_id": event_id, "topic": origin.topic,
+                       "partition": origin.partition, "offset": origin.offset,
+                       "stage": stage, "reason": reason})
     metrics.EVENTS_DEAD_LETTERED.labels(stage=stage, reason=reason).inc()
     value = encoder.encode(rejection_to_avro(
         reason=reason, message=text, stage=stage, origin=origin, key=message.key(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from stream.clients import reading_consumer
 from stream.settings import Connections
@@ -18,12 +18,27 @@ from stream.settings import Connections
 OFFSET_BEGINNING = -2
 
 
+COORDINATOR_NOT_READY = frozenset({KafkaError.NOT_COORDINATOR,
+                                   KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+                                   KafkaError.COORDINATOR_NOT_AVAILABLE})
+
+
 def committed_offsets(consumer: Consumer, topics: Sequence[str],
                       timeout_s: float) -> list[TopicPartition]:
+    """The group's committed offsets; waits out a coordinator that is moving or loading."""
     metadata = consumer.list_topics(timeout=timeout_s)
     partitions = [TopicPartition(topic, p) for topic in topics
                   for p in metadata.topics[topic].partitions]
-    return list(consumer.committed(partitions, timeout=timeout_s))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return list(consumer.committed(partitions, timeout=timeout_s))
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            retriable = error.retriable() or error.code() in COORDINATOR_NOT_READY
+            if not retriable or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def committed_since(connections: Connections, group_id: str, topic: str,

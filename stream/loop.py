@@ -75,9 +75,26 @@ class Stage(Protocol):
         ...
 
 
+class AssignmentListener(Protocol):
+    """Told about assignments (for readiness and lag); never touches offsets or state."""
+
+    def assigning(self, partitions: Sequence[TopicPartition]) -> None:
+        """Partitions arrived; the stages are about to restore their state."""
+        ...
+
+    def assigned(self, partitions: Sequence[TopicPartition]) -> None:
+        """The stages have restored the state of ``partitions``."""
+        ...
+
+    def revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        """Partitions are gone (revoked or lost)."""
+        ...
+
+
 class ExactlyOnceLoop:
     def __init__(self, consumer: Consumer, producer: Producer, stages: Sequence[Stage],
-                 batch_size: int, batch_timeout_s: float):
+                 batch_size: int, batch_timeout_s: float,
+                 listener: AssignmentListener | None = None):
         self._consumer = consumer
         self._producer = producer
         self._stages = list(stages)
@@ -87,6 +104,7 @@ class ExactlyOnceLoop:
         self._assignment: list[TopicPartition] = []
         self.batches_committed = 0
         self._backoff_s = 0.0
+        self._listener = listener
 
     def run(self, should_stop: Callable[[], bool],
             between_batches: Callable[[], object] | None = None) -> None:
@@ -178,8 +196,11 @@ class ExactlyOnceLoop:
     def _abort(self, batch: list[Message], cause: KafkaException | None) -> None:
         if cause is not None:
             error: KafkaError = cause.args[0]
-            if error.fatal() or not error.txn_requires_abort():
+            if error.fatal():
+                # Fenced by a newer instance with our transactional id, or the producer is
+                # unusable: exit; a restart resumes from the last committed batch.
                 raise FatalProcessingError(f"transaction failed fatally: {error}") from cause
+            # Abortable or retriable (e.g. the coordinator moved): abort, rewind, redo.
             log.warning("aborting transaction: %s", error)
         self._producer.abort_transaction()
         metrics.TRANSACTIONS.labels(result="aborted").inc()
@@ -191,14 +212,20 @@ class ExactlyOnceLoop:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assignment = list(partitions)
         log.info("assigned %s", _describe(partitions))
+        if self._listener is not None:
+            self._listener.assigning(partitions)
         for stage in self._stages:
             stage.assigned([tp for tp in partitions if tp.topic in stage.topics])
+        if self._listener is not None:
+            self._listener.assigned(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("revoked %s", _describe(partitions))
         for stage in self._stages:
             stage.revoked([tp for tp in partitions if tp.topic in stage.topics])
         self._assignment = []
+        if self._listener is not None:
+            self._listener.revoked(partitions)
 
 
 def _next_offsets(batch: list[Message]) -> list[TopicPartition]:

@@ -1,6 +1,27 @@
 """Prometheus metrics. Naming scheme: ``rating_<what>_<unit|total>``; labels are low-cardinality.
 
-Documented in the README ("Metrics"); dashboards and alert rules depend on these names.
+Documented in the README ("Metrics"); dashboards and alert rules depend on these names
+(deploy/grafana/rating-dashboard.json, deploy/prometheus/alerts.yml; tests/deploy/test_rules.py
+checks that they only use names defined here).
+
+Served per process on ``/metrics`` by stream/observability.py (``--metrics-port``, default 9400):
+
+- ``rating_events_consumed_total{stage}``, ``rating_events_routed_total``,
+  ``rating_events_rated_total{currency}``, ``rating_events_skipped_total{reason}``,
+  ``rating_events_dead_lettered_total{stage,reason}``: throughput and outcomes.
+- ``rating_amount_rated_total{kind=net|gross,currency,provider}``: revenue.
+- ``rating_batch_records``, ``rating_batch_seconds`` (histograms),
+  ``rating_transactions_total{result=committed|aborted}``: the exactly-once loop.
+- ``rating_catalog_info{version}`` (1 for the version in use),
+  ``rating_state_restored_records_total``.
+- ``rating_consumer_lag_records{topic,partition}``: high watermark minus the
+  consumer's position per assigned partition, refreshed every few seconds
+  (a caught-up transactional partition may show 1: the commit marker).
+- ``rating_end_to_end_seconds`` (histogram): event time to rated, observed by the rater.
+- ``rating_events_rejected_total{reason}`` (quota rejections written to usage.rejected)
+  and ``rating_quota_alerts_total{action,threshold_percent}`` (alerts written to
+  quota.alerts): declared here for the dashboard and alert rules, incremented by
+  the quota stage (quota issue).
 """
 
 from __future__ import annotations
@@ -29,3 +50,16 @@ CATALOG_VERSION = Gauge("rating_catalog_info", "The catalog version in use (valu
                         ["version"])
 STATE_RESTORED = Counter("rating_state_restored_records_total",
                          "Changelog records replayed into state on partition assignment.", [])
+CONSUMER_LAG = Gauge("rating_consumer_lag_records",
+                     "Records between the consumer's position and the high watermark, "
+                     "per assigned input partition.", ["topic", "partition"])
+END_TO_END_SECONDS = Histogram("rating_end_to_end_seconds",
+                               "Event time to rated record (seconds), observed by the rater.",
+                               buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900,
+                                        3600, 21600, 86400))
+EVENTS_REJECTED = Counter("rating_events_rejected_total",
+                          "Events rejected by quota checks (usage.rejected), by reason.",
+                          ["reason"])
+QUOTA_ALERTS = Counter("rating_quota_alerts_total",
+                       "Quota alerts written to quota.alerts, by threshold action and percent.",
+                       ["action", "threshold_percent"])

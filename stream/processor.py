@@ -21,6 +21,15 @@ from stream.clients import (
 )
 from stream.contracts import build_codecs
 from stream.loop import ExactlyOnceLoop, Stage
+from stream.observability import (
+    DEFAULT_STUCK_AFTER_S,
+    LagTracker,
+    OpsListener,
+    OpsServer,
+    Readiness,
+    start_server,
+    stop_server,
+)
 from stream.settings import Connections, Settings
 from stream.stages import RaterStage, RouterStage
 from stream.state_store import ChangelogStateStore
@@ -35,6 +44,10 @@ class RunOptions:
     instance_id: str = "0"
     catalog_wait_s: float = 60.0
     idle_exit_s: float | None = None  # stop after this long without input (demo, tests)
+    # Serve /metrics, /healthz, /readyz on this port (0: a free one); None: no server.
+    metrics_port: int | None = None
+    metrics_port_fallback: bool = False  # the default port taken: use a free one, warn
+    stuck_after_s: float = DEFAULT_STUCK_AFTER_S  # /healthz fails past this without a loop turn
 
 
 def run_processor(settings: Settings, connections: Connections, options: RunOptions,
@@ -44,10 +57,26 @@ def run_processor(settings: Settings, connections: Connections, options: RunOpti
     unknown = set(options.stages) - set(STAGES)
     if unknown or not options.stages:
         raise ValueError(f"unknown stages {sorted(unknown)}; choose from {STAGES}")
+    ops = OpsListener(Readiness(options.stuck_after_s, needs_state="rater" in options.stages))
+    server: OpsServer | None = None
+    if options.metrics_port is not None:
+        # Before the catalog wait: /readyz must say what is missing while we wait.
+        server = start_server(options.metrics_port, ops.readiness,
+                              fallback=options.metrics_port_fallback)
+    try:
+        return _run(settings, connections, options, stop, ops)
+    finally:
+        if server is not None:
+            stop_server(server)
+
+
+def _run(settings: Settings, connections: Connections, options: RunOptions,
+         stop: threading.Event, ops: OpsListener) -> int:
     topics = settings.topics
     codecs = build_codecs(registry_client(connections), topics)
     feed = CatalogFeed(reading_consumer(connections), topics.catalog.name)
     feed.wait_for_catalog(options.catalog_wait_s)
+    ops.readiness.catalog_loaded(feed.current.version)
     window = timedelta(days=settings.processor.dedup_window_days)
     stages: list[Stage] = []
     store = None
@@ -64,14 +93,20 @@ def run_processor(settings: Settings, connections: Connections, options: RunOpti
                                       f"{options.instance_id}",
                                       settings.processor.transaction_timeout_ms)
     consumer = processing_consumer(connections, group)
+    ops.lag = LagTracker(consumer)
     loop = ExactlyOnceLoop(consumer, producer, stages, settings.processor.batch_size,
-                           settings.processor.batch_timeout_s)
+                           settings.processor.batch_timeout_s, listener=ops)
+
+    def between_batches() -> None:
+        feed.refresh()
+        ops.between_batches(feed.current.version)
+
     idle = _IdleWatch(options.idle_exit_s, loop)
     log.info("processor %s running stages %s with catalog %s", options.instance_id,
              list(options.stages), feed.current.version)
     try:
         loop.run(should_stop=lambda: stop.is_set() or idle.expired(),
-                 between_batches=feed.refresh)
+                 between_batches=between_batches)
     finally:
         feed.close()
         if store is not None:

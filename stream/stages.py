@@ -126,6 +126,8 @@ class RaterStage(_DecodingStage):
             return ()
         rated = outcome.record
         metrics.EVENTS_RATED.labels(currency=rated.currency).inc()
+        metrics.END_TO_END_SECONDS.observe(
+            max(0.0, (self._clock() - event.event_time).total_seconds()))
         provider = rated.event.provider or "-"
         metrics.AMOUNT_RATED.labels(kind="net", currency=rated.currency,
                                     provider=provider).inc(float(rated.net_amount))

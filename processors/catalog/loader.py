@@ -28,6 +28,12 @@ from processors.catalog.parse import (
     parse_provider,
     parse_rate_group,
 )
+from processors.catalog.parse_agreements import (
+    build_agreements,
+    check_templates,
+    parse_agreement,
+    parse_template,
+)
 from processors.catalog.parse_rates import parse_rate_table
 from processors.catalog.source import Value, compose
 from processors.catalog.validation import (
@@ -47,10 +53,12 @@ SECTIONS = (
     "accounts",
     "providers",
     "rate_tables",
+    "agreement_templates",
+    "agreements",
 )
 # Sections a later catalog version will add. Named so the error says "not yet"
 # instead of "typo"; a new section is one more parser in ``_build``.
-RESERVED_SECTIONS = {"agreements": "quota agreements are not supported by this version yet"}
+RESERVED_SECTIONS: dict[str, str] = {}
 VERSION_KEY = "version"
 TOP_LEVEL_KEYS = frozenset({*SECTIONS, VERSION_KEY, *RESERVED_SECTIONS})
 CATALOG_SUFFIXES = (".yaml", ".yml")
@@ -129,8 +137,19 @@ def _build(sections: Mapping[str, list[Value]], version: str) -> Catalog:
         lambda t: t.name,
         "rate table",
     )
+    templates = parse_named(
+        sections["agreement_templates"], parse_template, lambda t: t.name, "agreement template"
+    )
+    raw_agreements = parse_named(
+        sections["agreements"], parse_agreement, lambda a: a.id, "agreement"
+    )
     org_units = check_org_units(dict(units.values()))
     products = check_products(providers, item_types)
+    tenant_by_ou = check_accounts(accounts, org_units, groups, periods, plans)
+    check_templates(templates, item_types)
+    agreements = build_agreements(
+        raw_agreements, templates, item_types, accounts, org_units, tenant_by_ou
+    )
     return Catalog(
         version=version,
         service_item_types=MappingProxyType(item_types),
@@ -141,9 +160,13 @@ def _build(sections: Mapping[str, list[Value]], version: str) -> Catalog:
         credit_plans=MappingProxyType(plans),
         providers=MappingProxyType(providers),
         rate_tables=MappingProxyType(tables),
-        tenant_by_ou=MappingProxyType(check_accounts(accounts, org_units, groups, periods, plans)),
+        tenant_by_ou=MappingProxyType(tenant_by_ou),
         products=MappingProxyType(products),
         table_for=MappingProxyType(check_rate_tables(tables, groups, providers, products)),
+        agreement_templates=MappingProxyType(templates),
+        agreements=agreements.agreements,
+        master_agreement_for=agreements.master_for,
+        sub_agreement_for=agreements.sub_for,
     )
 
 

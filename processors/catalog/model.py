@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from types import MappingProxyType
 
 from processors.catalog.errors import SourceRef
 from processors.catalog.matching import RowIndex
@@ -181,6 +182,85 @@ class RateTable:
     ref: SourceRef = field(compare=False, repr=False)
 
 
+class Aggregate(StrEnum):
+    COUNT = "count"  # the number of instances
+    SUM = "sum"  # the total of one quota-managed attribute over the instances
+
+
+class ThresholdAction(StrEnum):
+    NOTIFY = "notify"  # alert, let the operation proceed
+    BLOCK = "block"  # reject an operation that would take usage above the threshold
+
+
+class MissingPolicy(StrEnum):
+    REJECT = "reject"
+    ALLOW = "allow"  # let the event through, count it, and say why on the decision
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """At most ``limit`` instances (count) or attribute total (sum) of one item type."""
+
+    service_item_type: str
+    aggregate: Aggregate
+    attribute: str | None  # sum only: the quota-managed attribute totalled
+    limit: Decimal
+    ref: SourceRef = field(compare=False, repr=False)
+
+    @property
+    def id(self) -> str:
+        """``VirtualMachine:count`` or ``VirtualMachine:sum:vcpu`` (the alert's quota_id)."""
+        return quota_id(self.service_item_type, self.aggregate, self.attribute)
+
+
+def quota_id(item_type: str, aggregate: Aggregate, attribute: str | None) -> str:
+    if aggregate is Aggregate.COUNT:
+        return f"{item_type}:{aggregate}"
+    return f"{item_type}:{aggregate}:{attribute}"
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    percent: int
+    action: ThresholdAction
+    ref: SourceRef = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaPolicy:
+    """Thresholds in increasing order, each with its action."""
+
+    thresholds: tuple[Threshold, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AgreementTemplate:
+    name: str
+    description: str
+    quotas: Mapping[str, Quota]  # by quota id
+    policy: QuotaPolicy | None
+    ref: SourceRef = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Agreement:
+    """The quotas an account may consume; a sub-agreement shares its parent's with OUs.
+
+    ``template`` names the template that prefilled it, or None once the
+    agreement adds a quota the template does not have (it is then detached).
+    """
+
+    id: str
+    account: str
+    parent: str | None  # sub-agreement: the master agreement it takes a share of
+    ous: tuple[str, ...]  # sub-agreement: the sub-OUs it covers
+    template: str | None
+    quotas: Mapping[str, Quota]  # by quota id
+    policy: QuotaPolicy
+    on_missing_quota: MissingPolicy
+    ref: SourceRef = field(compare=False, repr=False)
+
+
 @dataclass(frozen=True, slots=True)
 class Catalog:
     version: str
@@ -196,6 +276,17 @@ class Catalog:
     tenant_by_ou: Mapping[str, str] = field(repr=False)
     products: Mapping[str, Product] = field(repr=False)
     table_for: Mapping[tuple[str, str, str], str] = field(repr=False)
+    agreement_templates: Mapping[str, AgreementTemplate] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    agreements: Mapping[str, Agreement] = field(default_factory=lambda: MappingProxyType({}))
+    # account -> its master agreement; (master agreement, OU) -> sub-agreement
+    master_agreement_for: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({}), repr=False
+    )
+    sub_agreement_for: Mapping[tuple[str, str], str] = field(
+        default_factory=lambda: MappingProxyType({}), repr=False
+    )
 
     def fiscal_period_at(self, moment: datetime) -> FiscalPeriod | None:
         for period in self.fiscal_periods:

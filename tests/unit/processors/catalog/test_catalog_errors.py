@@ -31,7 +31,6 @@ DISK_UNIT = (
 CASES: list[tuple[str, str, tuple[str, str] | None, str]] = [
     ("yaml syntax", "rate_groups:\n  - name: a\n\t- name: b  # <-\n", None, "not valid YAML"),
     ("unknown section", "rate_tabels: []  # <-\n", None, "unknown key 'rate_tabels'"),
-    ("agreements not yet", "agreements: []  # <-\n", None, "not supported by this version yet"),
     ("top level is a list", "- a  # <-\n", None, "expected a mapping"),
     (
         "unknown key in entry",

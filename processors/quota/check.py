@@ -1,0 +1,282 @@
+"""The quota check for one event: the seed's five steps, without side effects.
+
+1. find the account's agreement (and the sub-agreement of the requester's OU);
+2. find the quotas for the item type; 3. none: NO_AGREEMENT / NO_QUOTA, rejected
+or allowed by policy; 4. apply the policy: an increase beyond the block
+threshold is rejected with QUOTA_EXCEEDED; 5. if allowed, the new used amounts,
+the instance's holdings and the alerts of every threshold crossed upward.
+
+Nothing is written here: ``QuotaState.apply(decision)`` does that, and only
+for an allowed event, so a rejected event leaves the state as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from processors.accounts import ResolvedAccount, ou_and_ancestors
+from processors.catalog import AccountKind, Catalog
+from processors.catalog.model import (
+    Aggregate,
+    Agreement,
+    MissingPolicy,
+    QuotaPolicy,
+    ServiceItemType,
+    ThresholdAction,
+    quota_id,
+)
+from processors.errors import EventRejected, ReasonCode
+from processors.events import UsageEvent
+from processors.quota.alerts import crossings
+from processors.quota.model import (
+    Holding,
+    Instance,
+    InstanceKey,
+    QuotaAlert,
+    QuotaChange,
+    QuotaDecision,
+    QuotaEffect,
+    QuotaUsage,
+    UsageKey,
+    quota_effect,
+)
+from processors.quota.state import QuotaState
+
+ONE = Decimal(1)
+HUNDRED = Decimal(100)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """One quota an instance of the event's item counts against."""
+
+    agreement: str
+    quota: str
+    attribute: str | None  # sum quotas
+
+
+def check_quota(
+    event: UsageEvent,
+    account: ResolvedAccount,
+    catalog: Catalog,
+    state: QuotaState,
+    *,
+    no_agreement: MissingPolicy = MissingPolicy.ALLOW,
+    raised_at: datetime | None = None,
+) -> QuotaDecision:
+    """Decide ``event`` under the account's agreements; reads ``state``, never changes it.
+
+    ``no_agreement`` is what to do for an account without a master agreement
+    (allowed events are still tracked, so a later delete is understood).
+    ``raised_at`` stamps alerts; it defaults to the event time.
+    """
+    item = catalog.service_item_types.get(event.service_item_type)
+    effect = quota_effect(event.operation)
+    if item is None or effect is None or not _quota_managed(item):
+        return QuotaDecision(event.event_id, account.account_id, allowed=True)
+    try:
+        return _decide(event, account, catalog, state, item, effect, no_agreement, raised_at)
+    except EventRejected as rejected:
+        return QuotaDecision(event.event_id, account.account_id, False, rejection=rejected)
+
+
+def agreements_for(
+    event: UsageEvent, account: ResolvedAccount, catalog: Catalog
+) -> tuple[Agreement, ...]:
+    """The master agreement, then the sub-agreement of the nearest OU that has one."""
+    master_id = catalog.master_agreement_for.get(account.account_id)
+    if master_id is None:
+        return ()
+    master = catalog.agreements[master_id]
+    if account.kind is not AccountKind.TENANT:
+        return (master,)
+    for ou in ou_and_ancestors(event.home_ou):
+        sub = catalog.sub_agreement_for.get((master_id, ou))
+        if sub is not None:
+            return (master, catalog.agreements[sub])
+    return (master,)
+
+
+def _quota_managed(item: ServiceItemType) -> bool:
+    return any(attribute.quota_managed for attribute in item.attributes.values())
+
+
+def _decide(
+    event: UsageEvent,
+    account: ResolvedAccount,
+    catalog: Catalog,
+    state: QuotaState,
+    item: ServiceItemType,
+    effect: QuotaEffect,
+    no_agreement: MissingPolicy,
+    raised_at: datetime | None,
+) -> QuotaDecision:
+    chain = agreements_for(event, account, catalog)
+    targets, missing = _targets(event, account, item, chain, no_agreement)
+    key = InstanceKey(account.account_id, item.name, event.service_item_id)
+    held = state.instance(key)
+    if effect is not QuotaEffect.ACQUIRE and held is None:
+        raise _reject(
+            ReasonCode.UNKNOWN_INSTANCE,
+            event,
+            f"{event.operation} of {item.name} {event.service_item_id!r}, "
+            f"which account {account.account_id!r} does not hold",
+            service_item_id=event.service_item_id,
+        )
+    if effect is QuotaEffect.RELEASE:
+        after: Instance | None = None
+    elif held is None:  # a new instance
+        after = Instance(tuple(_hold(event, target) for target in targets))
+    else:  # a resize, or a Create delivered again: the event's values replace the held ones
+        after = Instance(tuple(_resized(event, holding) for holding in held.holdings))
+    usage = _usage_after(event, account, catalog, state, held, after, raised_at)
+    return QuotaDecision(
+        event.event_id,
+        account.account_id,
+        allowed=True,
+        alerts=tuple(alert for _, _, alerts in usage for alert in alerts),
+        change=QuotaChange((key, after), tuple((k, u) for k, u, _ in usage)),
+        missing=missing,
+    )
+
+
+def _targets(
+    event: UsageEvent,
+    account: ResolvedAccount,
+    item: ServiceItemType,
+    chain: tuple[Agreement, ...],
+    no_agreement: MissingPolicy,
+) -> tuple[list[_Target], ReasonCode | None]:
+    """Steps 1-3: the quotas a new instance counts against, or why there are none."""
+    if not chain:
+        if no_agreement is MissingPolicy.REJECT:
+            raise _reject(
+                ReasonCode.NO_AGREEMENT,
+                event,
+                f"account {account.account_id!r} has no agreement",
+                account_id=account.account_id,
+            )
+        return [], ReasonCode.NO_AGREEMENT
+    targets = [
+        _Target(agreement.id, quota.id, quota.attribute)
+        for agreement in chain
+        for quota in sorted(agreement.quotas.values(), key=lambda q: q.id)
+        if quota.service_item_type == item.name
+    ]
+    if targets:
+        return targets, None
+    master = chain[0]
+    if master.on_missing_quota is MissingPolicy.REJECT:
+        raise _reject(
+            ReasonCode.NO_QUOTA,
+            event,
+            f"agreement {master.id!r} has no quota for {item.name}",
+            agreement=master.id,
+            service_item_type=item.name,
+        )
+    # Allowed and counted without a limit, so the usage is known when a quota is added.
+    counted = [_Target(master.id, quota_id(item.name, Aggregate.COUNT, None), None)]
+    counted += [
+        _Target(master.id, quota_id(item.name, Aggregate.SUM, name), name)
+        for name, attribute in sorted(item.attributes.items())
+        if attribute.quota_managed and isinstance(event.attributes.get(name), Decimal)
+    ]
+    return counted, ReasonCode.NO_QUOTA
+
+
+def _hold(event: UsageEvent, target: _Target) -> Holding:
+    if target.attribute is None:
+        return Holding(target.agreement, target.quota, ONE)
+    return Holding(target.agreement, target.quota, _amount(event, target.attribute))
+
+
+def _resized(event: UsageEvent, holding: Holding) -> Holding:
+    name = holding.attribute
+    if name is None or name not in event.attributes:
+        return holding  # a count, or an attribute the event does not change
+    return Holding(holding.agreement, holding.quota, _amount(event, name))
+
+
+def _amount(event: UsageEvent, attribute: str) -> Decimal:
+    value = event.number(attribute)
+    if value < 0:
+        raise _reject(
+            ReasonCode.NEGATIVE_QUANTITY,
+            event,
+            f"quota-managed attribute {attribute!r} is negative: {value}",
+            attribute=attribute,
+        )
+    return value
+
+
+def _deltas(before: Instance | None, after: Instance | None) -> dict[tuple[str, str], Decimal]:
+    deltas: dict[tuple[str, str], Decimal] = {}
+    for holding in before.holdings if before is not None else ():
+        key = (holding.agreement, holding.quota)
+        deltas[key] = deltas.get(key, Decimal(0)) - holding.amount
+    for holding in after.holdings if after is not None else ():
+        key = (holding.agreement, holding.quota)
+        deltas[key] = deltas.get(key, Decimal(0)) + holding.amount
+    return {key: delta for key, delta in deltas.items() if delta != 0}
+
+
+def _usage_after(
+    event: UsageEvent,
+    account: ResolvedAccount,
+    catalog: Catalog,
+    state: QuotaState,
+    before: Instance | None,
+    after: Instance | None,
+    raised_at: datetime | None,
+) -> list[tuple[UsageKey, QuotaUsage, list[QuotaAlert]]]:
+    """Step 4 then 5: reject any increase past a block threshold, else the new usage."""
+    result: list[tuple[UsageKey, QuotaUsage, list[QuotaAlert]]] = []
+    for (agreement_id, quota), delta in sorted(_deltas(before, after).items()):
+        key = UsageKey(account.account_id, agreement_id, quota)
+        current = state.usage(key)
+        used = current.used + delta
+        agreement = catalog.agreements.get(agreement_id)
+        limit = agreement.quotas[quota].limit if agreement and quota in agreement.quotas else None
+        if agreement is None or limit is None:  # counted without a limit
+            result.append((key, QuotaUsage(used, frozenset()), []))
+            continue
+        if delta > 0:
+            _enforce(event, agreement.id, quota, agreement.policy, current.used, delta, limit)
+        fired, alerts = crossings(
+            event, key, agreement.policy, current.fired, used, limit, raised_at
+        )
+        result.append((key, QuotaUsage(used, fired), alerts))
+    return result
+
+
+def _enforce(
+    event: UsageEvent,
+    agreement: str,
+    quota: str,
+    policy: QuotaPolicy,
+    used: Decimal,
+    requested: Decimal,
+    limit: Decimal,
+) -> None:
+    for threshold in policy.thresholds:
+        if threshold.action is not ThresholdAction.BLOCK:
+            continue
+        if (used + requested) * HUNDRED > limit * threshold.percent:
+            raise _reject(
+                ReasonCode.QUOTA_EXCEEDED,
+                event,
+                f"{quota} of agreement {agreement!r}: {used} used + {requested} requested "
+                f"exceeds {threshold.percent}% of the quota {limit}",
+                agreement=agreement,
+                quota=quota,
+                used=str(used),
+                requested=str(requested),
+                limit=str(limit),
+                threshold_percent=str(threshold.percent),
+            )
+
+
+def _reject(reason: ReasonCode, event: UsageEvent, message: str, **details: str) -> EventRejected:
+    return EventRejected(reason, f"event {event.event_id}: {message}", details)

@@ -1,0 +1,129 @@
+"""What a quota decision is made of: instances held, usage per quota, alerts.
+
+Mirrors ``schemas/quota_alert.avsc`` for alerts; ``stream/`` converts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+
+from processors.errors import EventRejected, ReasonCode
+
+INSTANCE = "qi"  # qi|<account>|<service item type>|<service item id>
+USAGE = "qu"  # qu|<account>|<agreement>|<quota id>
+
+
+class QuotaEffect(StrEnum):
+    ACQUIRE = "acquire"  # a new instance takes quota
+    RESIZE = "resize"  # an instance's quota-managed attributes change
+    RELEASE = "release"  # the instance gives back everything it held
+
+
+# Operations of the example catalog's item types, by what they do to quota.
+# Any other operation (Start, Stop, Snapshot, Meter ...) leaves quota alone.
+_EFFECTS = {
+    **dict.fromkeys(("Create", "Order", "Subscribe", "Deploy"), QuotaEffect.ACQUIRE),
+    **dict.fromkeys(("Resize", "Extend"), QuotaEffect.RESIZE),
+    **dict.fromkeys(("Delete", "Return", "Unsubscribe", "Remove"), QuotaEffect.RELEASE),
+}
+
+
+def quota_effect(operation: str) -> QuotaEffect | None:
+    return _EFFECTS.get(operation)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class InstanceKey:
+    account: str
+    service_item_type: str
+    service_item_id: str  # last: it is the only part that may contain "|"
+
+    def encode(self) -> str:
+        return "|".join((INSTANCE, self.account, self.service_item_type, self.service_item_id))
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class UsageKey:
+    account: str
+    agreement: str
+    quota: str  # e.g. VirtualMachine:count, VirtualMachine:sum:vcpu
+
+    def encode(self) -> str:
+        return "|".join((USAGE, self.account, self.agreement, self.quota))
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Holding:
+    """What one instance counts against one quota of one agreement."""
+
+    agreement: str
+    quota: str
+    amount: Decimal
+
+    @property
+    def attribute(self) -> str | None:
+        """The summed attribute (``VM:sum:vcpu`` -> ``vcpu``); None for a count."""
+        parts = self.quota.split(":")
+        return parts[2] if len(parts) == 3 else None
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """A live service item instance and everything it holds, released on delete.
+
+    Holdings are recorded when the instance is created, so a later catalog
+    change cannot make a delete give back something that was never taken.
+    """
+
+    holdings: tuple[Holding, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaUsage:
+    used: Decimal
+    fired: frozenset[int]  # threshold percents reached and alerted, not yet re-armed
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaAlert:
+    """One upward crossing of a quota-policy threshold (``quota_alert.avsc``)."""
+
+    alert_id: str
+    account_id: str
+    agreement_id: str
+    quota_id: str
+    threshold_percent: int
+    action: str  # notify | block
+    used: Decimal
+    limit: Decimal
+    event_id: str
+    event_time: datetime
+    raised_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaChange:
+    """Absolute new values, computed before anything is applied."""
+
+    instance: tuple[InstanceKey, Instance | None] | None  # None instance: released
+    usage: tuple[tuple[UsageKey, QuotaUsage], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaDecision:
+    """May the event proceed, what it raises, and what it changes once accepted.
+
+    ``missing`` is NO_AGREEMENT or NO_QUOTA when the event was allowed by an
+    ``allow`` policy in spite of it: put it on the record.
+    """
+
+    event_id: str
+    account_id: str
+    allowed: bool
+    alerts: tuple[QuotaAlert, ...] = ()
+    rejection: EventRejected | None = None
+    change: QuotaChange | None = None
+    missing: ReasonCode | None = None

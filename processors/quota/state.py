@@ -1,0 +1,142 @@
+"""What quota remembers between events, for one partition of the account-keyed topic.
+
+Two kinds of entry, persisted like ``processors/state.py`` (same protocol:
+``dirty_keys`` / ``dump`` / ``load`` / ``clear_dirty`` / ``all_keys``):
+
+- ``qi|<account>|<service item type>|<service item id>`` -> the live
+  instance's holdings: ``{"holds": [{"agreement", "quota", "amount"}]}``;
+- ``qu|<account>|<agreement>|<quota id>`` -> ``{"used": "12", "fired": [80]}``:
+  the used amount and the thresholds alerted and not yet re-armed.
+
+Values are compact JSON with decimals as strings; ``None`` is a tombstone
+(a released instance, or a quota back at zero with nothing fired).
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from processors.errors import RatingError
+from processors.quota.model import (
+    INSTANCE,
+    USAGE,
+    Holding,
+    Instance,
+    InstanceKey,
+    QuotaDecision,
+    QuotaUsage,
+    UsageKey,
+)
+
+UNUSED = QuotaUsage(Decimal(0), frozenset())
+
+
+class QuotaStateError(RatingError):
+    """A changelog entry this version cannot read."""
+
+
+class QuotaState:
+    def __init__(self) -> None:
+        self._instances: dict[InstanceKey, Instance] = {}
+        self._usage: dict[UsageKey, QuotaUsage] = {}
+        self._dirty: set[str] = set()
+
+    # -- reading ----------------------------------------------------------
+    def instance(self, key: InstanceKey) -> Instance | None:
+        return self._instances.get(key)
+
+    def usage(self, key: UsageKey) -> QuotaUsage:
+        return self._usage.get(key, UNUSED)
+
+    def instances(self) -> dict[InstanceKey, Instance]:
+        return dict(self._instances)
+
+    def usages(self) -> dict[UsageKey, QuotaUsage]:
+        return dict(self._usage)
+
+    # -- changing ---------------------------------------------------------
+    def apply(self, decision: QuotaDecision) -> None:
+        """Record an allowed decision; a rejected one changes nothing."""
+        if not decision.allowed or decision.change is None:
+            return
+        change = decision.change
+        if change.instance is not None:
+            key, instance = change.instance
+            if instance is None:
+                self._instances.pop(key, None)
+            else:
+                self._instances[key] = instance
+            self._dirty.add(key.encode())
+        for usage_key, usage in change.usage:
+            if usage == UNUSED:
+                self._usage.pop(usage_key, None)
+            else:
+                self._usage[usage_key] = usage
+            self._dirty.add(usage_key.encode())
+
+    # -- persistence ------------------------------------------------------
+    def all_keys(self) -> set[str]:
+        return {key.encode() for key in self._instances} | {key.encode() for key in self._usage}
+
+    def dirty_keys(self) -> set[str]:
+        return set(self._dirty)
+
+    def clear_dirty(self) -> None:
+        self._dirty.clear()
+
+    def dump(self, key: str) -> bytes | None:
+        """The value to write for ``key``; None when it no longer exists (a tombstone)."""
+        parsed = _parse_key(key)
+        value: object
+        if isinstance(parsed, InstanceKey):
+            instance = self._instances.get(parsed)
+            if instance is None:
+                return None
+            value = {"holds": [_holding_value(h) for h in instance.holdings]}
+        else:
+            usage = self._usage.get(parsed)
+            if usage is None:
+                return None
+            value = {"used": str(usage.used), "fired": sorted(usage.fired)}
+        return json.dumps(value, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+    def load(self, key: str, value: bytes | None) -> None:
+        """Restore one changelog entry (None deletes). Does not mark anything dirty."""
+        parsed = _parse_key(key)
+        try:
+            decoded = None if value is None else json.loads(value)
+            if isinstance(parsed, InstanceKey):
+                if decoded is None:
+                    self._instances.pop(parsed, None)
+                else:
+                    holds = tuple(_holding(item) for item in decoded["holds"])
+                    self._instances[parsed] = Instance(holds)
+            elif decoded is None:
+                self._usage.pop(parsed, None)
+            else:
+                fired = frozenset(int(p) for p in decoded["fired"])
+                self._usage[parsed] = QuotaUsage(Decimal(str(decoded["used"])), fired)
+        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            raise QuotaStateError(f"quota state entry {key!r} is unreadable: {exc!r}") from None
+
+
+def _holding_value(holding: Holding) -> dict[str, str]:
+    return {"agreement": holding.agreement, "quota": holding.quota, "amount": str(holding.amount)}
+
+
+def _holding(item: dict[str, str]) -> Holding:
+    return Holding(str(item["agreement"]), str(item["quota"]), Decimal(str(item["amount"])))
+
+
+def _parse_key(key: str) -> InstanceKey | UsageKey:
+    kind, _, rest = key.partition("|")
+    if kind == INSTANCE:
+        parts = rest.split("|", 2)  # the item id comes last and may contain "|"
+        if len(parts) == 3:
+            return InstanceKey(*parts)
+    elif kind == USAGE:
+        parts = rest.split("|")
+        if len(parts) == 3:
+            return UsageKey(*parts)
+    raise QuotaStateError(f"unknown or malformed quota state key {key!r}")
