@@ -24,14 +24,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 import faust
+from faust.types import Message
 
 from bench.faust_runner import FIRST_EVENT_FILE
 from processors.accounts import resolve_account
@@ -68,7 +67,7 @@ app = faust.App(
 )
 
 
-def _raw_topic(name: str) -> Any:
+def _raw_topic(name: str) -> faust.TopicT:
     return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw",
                      value_serializer="raw")
 
@@ -78,8 +77,8 @@ by_account_topic = _raw_topic(TOPICS.by_account.name)
 rated_topic = _raw_topic(TOPICS.rated.name)
 late_topic = _raw_topic(TOPICS.late.name)
 dlq_topic = _raw_topic(TOPICS.dlq.name)
+# bytes keys and values: faust picks the "raw" codec for both.
 state_table = app.Table("rating-state", default=None, key_type=bytes, value_type=bytes,
-                        key_serializer="raw", value_serializer="raw",
                         partitions=TOPICS.by_account.partitions)
 
 
@@ -115,7 +114,7 @@ def _decode(context: _Context, value: bytes | None) -> UsageEvent:
     return event_from_avro(record)
 
 
-async def _dead_letter(context: _Context, stage: str, message: Any,
+async def _dead_letter(context: _Context, stage: str, message: Message,
                        rejection: EventRejected, event: UsageEvent | None,
                        late: bool = False) -> None:
     """The same record as stream/dead_letters.py makes, from a faust message."""
@@ -132,9 +131,9 @@ async def _dead_letter(context: _Context, stage: str, message: Any,
 
 
 @app.agent(events_topic)
-async def route(stream: AsyncIterator[Any]) -> None:
+async def route(stream: faust.StreamT[bytes]) -> None:
     context = _context()
-    async for event in stream.events():  # type: ignore[attr-defined]
+    async for event in stream.events():
         _mark_first_event()
         message = event.message
         usage = None
@@ -149,10 +148,10 @@ async def route(stream: AsyncIterator[Any]) -> None:
 
 
 @app.agent(by_account_topic)
-async def rate_events(stream: AsyncIterator[Any]) -> None:
+async def rate_events(stream: faust.StreamT[bytes]) -> None:
     context = _context()
     states: dict[int, RatingState] = {}
-    async for event in stream.events():  # type: ignore[attr-defined]
+    async for event in stream.events():
         message = event.message
         state = states.get(message.partition)
         if state is None:

@@ -15,7 +15,7 @@ from confluent_kafka import KafkaException
 
 from processors.catalog import Catalog
 from stream.catalog_feed import publish_catalog
-from stream.clients import admin_client, idempotent_producer
+from stream.clients import admin_client, idempotent_producer, registry_client
 from stream.publisher import UsagePublisher
 from stream.settings import Connections, Settings, load_settings
 from stream.topics import ensure_topics
@@ -53,8 +53,14 @@ def open_lane(connections: Connections, run_id: str, name: str, batch_size: int,
 
 
 def publish_input(lane: Lane, records: list[tuple[bytes, bytes]]) -> None:
-    """The pre-encoded events, as they are, on the lane's input topic (before any timing)."""
-    with UsagePublisher.connect(lane.connections, lane.settings.topics.events.name) as publisher:
+    """The pre-encoded events, as they are, on the lane's input topic (before any timing).
+
+    Uncompressed, for every lane alike: the publisher API compresses with lz4,
+    which aiokafka (faust) can only read with the optional ``lz4`` package.
+    """
+    producer = idempotent_producer(lane.connections, **{"compression.type": "none"})
+    with UsagePublisher(producer, registry_client(lane.connections),
+                        lane.settings.topics.events.name) as publisher:
         for key, value in records:
             publisher.publish_raw(key, value)
 

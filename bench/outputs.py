@@ -35,7 +35,8 @@ class TopicCounter:
         """Read what is there for up to ``budget_s``; True when every partition is at its end."""
         deadline = time.monotonic() + budget_s
         while time.monotonic() < deadline:
-            messages = self._consumer.consume(10_000, max(0.0, deadline - time.monotonic()))
+            # consume() waits its whole timeout unless the batch fills: keep it short.
+            messages = self._consumer.consume(10_000, min(0.1, budget_s))
             for message in messages:
                 topic, partition = message.topic(), message.partition()
                 if topic is None or partition is None:

@@ -111,10 +111,8 @@ def _connections() -> tuple[Connections, Callable[[], None], str]:
 
 
 def _versions(kafka: str) -> dict[str, str]:
-    versions = {"kafka": kafka,
-                "librdkafka": confluent_kafka.libversion()[0],
-                "confluent-kafka": confluent_kafka.version()[0]}
-    for package in ("faust-streaming", "aiokafka", "fastavro"):
+    versions = {"kafka": kafka, "librdkafka": confluent_kafka.libversion()[0]}
+    for package in ("confluent-kafka", "faust-streaming", "aiokafka", "fastavro"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -49,7 +49,7 @@ def run_demo(settings: Settings, *, events: int, seed: int, keep_running: bool,
         say(report.describe())
         rating_s = wait_for_processor(connections, settings, processor, log_path,
                                       since["events"], report.published)
-        say(f"rated {report.published} events in {rating_s:.1f} s after publishing ended")
+        say(f"processor caught up {rating_s:.1f} s after the last event was published")
         rated = read_all(connections, topics.rated.name, codecs.rated_decoder,
                          since=since["rated"])
         dead = read_all(connections, topics.dlq.name, codecs.dead_letter_decoder,

@@ -321,3 +321,26 @@ def test_docker_compose_v1_accepts_the_file() -> None:
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
 
+
+
+def test_prometheus_loads_the_alert_rules(services: dict[str, Service]) -> None:
+    config = _load(PROMETHEUS_FILE)
+    assert "alerts.yml" in config.get("rule_files", [])
+    mounts = [str(volume) for volume in services["prometheus"].get("volumes", [])]
+    assert "./deploy/prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro" in mounts
+    assert (PROMETHEUS_FILE.parent / "alerts.yml").is_file()
+
+
+def test_grafana_is_provisioned_with_the_datasource_and_dashboard(
+        services: dict[str, Service]) -> None:
+    grafana = services["grafana"]
+    assert str(grafana["image"]).startswith("grafana/grafana:")
+    mounts = [str(volume) for volume in grafana.get("volumes", [])]
+    assert "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in mounts
+    dashboard = ("./deploy/grafana/rating-dashboard.json:"
+                 "/var/lib/grafana/dashboards/rating-dashboard.json:ro")
+    assert dashboard in mounts
+    for mount in mounts:
+        source = mount.split(":", 1)[0]
+        assert (ROOT / source).exists(), f"grafana mounts {source}, which does not exist"
+    assert "prometheus" in _depends_on(grafana)

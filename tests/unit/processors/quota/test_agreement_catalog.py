@@ -190,7 +190,8 @@ CASES: list[tuple[str, str, str]] = [
     (
         "template quota on unknown attribute",
         "agreement_templates:\n  - name: t\n    quotas:\n"
-        "      - service_item_type: VirtualMachine\n        aggregate: sum\n        attribute: gpus  # <-\n        quota: 1\n",
+        "      - service_item_type: VirtualMachine\n        aggregate: sum\n"
+        "        attribute: gpus  # <-\n        quota: 1\n",
         "unknown attribute of VirtualMachine 'gpus'",
     ),
 ]
