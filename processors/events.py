@@ -123,3 +123,4 @@ class RatedUsage:
     tiers: tuple[TierCharge, ...] = ()
     minimum_charge_applied: bool = False
     memo: Mapping[str, str] = field(default_factory=dict)
+    quota_note: str | None = None  # NO_AGREEMENT / NO_QUOTA when allowed by policy

@@ -112,6 +112,14 @@ class RatingState:
         self._dirty.update(_seen_key(event_id) for event_id in expired)
         self._expire_periods()
 
+    def remember(self, event_id: str, fingerprint: str, event_time: datetime) -> None:
+        """Record an event that changed state without being rated (e.g. a quota release),
+        so that its re-publication is recognised as a duplicate too."""
+        expired = self.dedup.record(event_id, fingerprint, event_time)
+        self._dirty.add(_seen_key(event_id))
+        self._dirty.update(_seen_key(expired_id) for expired_id in expired)
+        self._expire_periods()
+
     def _expire_periods(self) -> None:
         """Drop tiers and credits of months wholly behind the dedup horizon.
 

@@ -16,6 +16,23 @@ from stream.settings import DEFAULT_SETTINGS_FILE, load_settings
 Handler = Callable[[argparse.Namespace], int]
 
 
+def _add_produce(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    produce = sub.add_parser("produce", help="publish usage events from a JSON file or flags")
+    produce.add_argument("--file", type=Path, help="JSON file: one event object or a list")
+    produce.add_argument("--item-type")
+    produce.add_argument("--item-id")
+    produce.add_argument("--operation")
+    produce.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE",
+                         help="attribute; numbers become numbers, `name=text:abc` forces text")
+    produce.add_argument("--requester")
+    produce.add_argument("--home-ou")
+    produce.add_argument("--account")
+    produce.add_argument("--provider")
+    produce.add_argument("--product")
+    produce.add_argument("--source", default="rating-cli")
+    produce.set_defaults(handler=commands.produce)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rating", description="Real-time usage rating on Kafka: stack, catalog, "
@@ -57,20 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "(default: $RATING_METRICS_PORT, else 9400)")
     process.set_defaults(handler=commands.process)
 
-    produce = sub.add_parser("produce", help="publish usage events from a JSON file or flags")
-    produce.add_argument("--file", type=Path, help="JSON file: one event object or a list")
-    produce.add_argument("--item-type")
-    produce.add_argument("--item-id")
-    produce.add_argument("--operation")
-    produce.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE",
-                         help="attribute; numbers become numbers, `name=text:abc` forces text")
-    produce.add_argument("--requester")
-    produce.add_argument("--home-ou")
-    produce.add_argument("--account")
-    produce.add_argument("--provider")
-    produce.add_argument("--product")
-    produce.add_argument("--source", default="rating-cli")
-    produce.set_defaults(handler=commands.produce)
+    _add_produce(sub)
 
     simulate = sub.add_parser("simulate", help="publish a realistic simulated workload")
     simulate.add_argument("--events", type=int, default=2000)
@@ -79,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--bad-fraction", type=float, default=0.01,
                           help="share of deliberately bad events (garbage, unknown items)")
     simulate.set_defaults(handler=commands.simulate)
+
+    sink = sub.add_parser("sink", help="run a sink: quota-view mirrors quota state into Redis")
+    sink.add_argument("name", choices=["quota-view"])
+    sink.add_argument("--replay", action="store_true",
+                      help="re-read the changelog from the start (stored records are skipped)")
+    sink.set_defaults(handler=commands.sink)
 
     tail = sub.add_parser("tail", help="print a topic's records decoded (read_committed)")
     tail.add_argument("role",

@@ -9,6 +9,7 @@ from typing import Any
 
 from processors.errors import EventRejected, ReasonCode
 from processors.events import AttributeValue, Origin, RatedUsage, UsageEvent, parse_number
+from processors.quota import QuotaAlert
 
 REQUIRED_TEXT = ("event_id", "service_item_type", "service_item_id", "operation", "requester",
                  "home_ou", "source")
@@ -123,9 +124,26 @@ def rated_to_avro(rated: RatedUsage) -> dict[str, Any]:
         "charged_amount": _money(rated.charged_amount),
         "memo": dict(rated.memo),
         "catalog_version": rated.catalog_version,
+        "quota_note": rated.quota_note,
         "origin_topic": rated.origin.topic,
         "origin_partition": rated.origin.partition,
         "origin_offset": rated.origin.offset,
+    }
+
+
+def alert_to_avro(alert: QuotaAlert) -> dict[str, Any]:
+    return {
+        "alert_id": alert.alert_id,
+        "account_id": alert.account_id,
+        "agreement_id": alert.agreement_id,
+        "quota_id": alert.quota_id,
+        "threshold_percent": alert.threshold_percent,
+        "action": alert.action,
+        "used": _money(alert.used),
+        "limit": _money(alert.limit),
+        "event_id": alert.event_id,
+        "event_time": alert.event_time,
+        "raised_at": alert.raised_at,
     }
 
 

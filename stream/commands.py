@@ -208,6 +208,19 @@ def simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def sink(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from sinks.quota_view import run_quota_view
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    run_quota_view(_settings(args), connections_from_env(), stop, replay=args.replay)
+    return 0
+
+
 def tail(args: argparse.Namespace) -> int:
     settings, connections = _settings(args), connections_from_env()
     codecs = build_codecs(registry_client(connections), settings.topics)

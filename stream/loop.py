@@ -211,7 +211,7 @@ class ExactlyOnceLoop:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assignment = list(partitions)
-        log.info("assigned %s", _describe(partitions))
+        log.info("partitions assigned %s", _describe(partitions))
         if self._listener is not None:
             self._listener.assigning(partitions)
         for stage in self._stages:
@@ -220,7 +220,7 @@ class ExactlyOnceLoop:
             self._listener.assigned(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("revoked %s", _describe(partitions))
+        log.info("partitions revoked %s", _describe(partitions))
         for stage in self._stages:
             stage.revoked([tp for tp in partitions if tp.topic in stage.topics])
         self._assignment = []

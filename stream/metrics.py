@@ -18,10 +18,8 @@ Served per process on ``/metrics`` by stream/observability.py (``--metrics-port`
   consumer's position per assigned partition, refreshed every few seconds
   (a caught-up transactional partition may show 1: the commit marker).
 - ``rating_end_to_end_seconds`` (histogram): event time to rated, observed by the rater.
-- ``rating_events_rejected_total{reason}`` (quota rejections written to usage.rejected)
-  and ``rating_quota_alerts_total{action,threshold_percent}`` (alerts written to
-  quota.alerts): declared here for the dashboard and alert rules, incremented by
-  the quota stage (quota issue).
+- ``rating_quota_alerts_total{threshold,action}``: alerts written to quota.alerts.
+  Quota blocks (usage.rejected) count in ``rating_events_dead_lettered_total{stage="quota"}``.
 """
 
 from __future__ import annotations
@@ -57,9 +55,6 @@ END_TO_END_SECONDS = Histogram("rating_end_to_end_seconds",
                                "Event time to rated record (seconds), observed by the rater.",
                                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900,
                                         3600, 21600, 86400))
-EVENTS_REJECTED = Counter("rating_events_rejected_total",
-                          "Events rejected by quota checks (usage.rejected), by reason.",
-                          ["reason"])
 QUOTA_ALERTS = Counter("rating_quota_alerts_total",
-                       "Quota alerts written to quota.alerts, by threshold action and percent.",
-                       ["action", "threshold_percent"])
+                       "Quota alerts written to quota.alerts, by threshold percent and action.",
+                       ["threshold", "action"])

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from types import FrameType
 
-from processors.state import RatingState
+from processors.pipeline import PartitionState
 from stream.catalog_feed import CatalogFeed
 from stream.clients import (
     processing_consumer,
@@ -84,7 +84,7 @@ def _run(settings: Settings, connections: Connections, options: RunOptions,
         stages.append(RouterStage(codecs, topics, lambda: feed.current))
     if "rater" in options.stages:
         store = ChangelogStateStore(reading_consumer(connections), topics.changelog.name,
-                                    lambda: RatingState(dedup_window=window))
+                                    lambda: PartitionState(dedup_window=window))
         stages.append(RaterStage(codecs, topics, lambda: feed.current, store))
     group = settings.processor.group_id
     # A stable transactional id per instance: a restarted instance fences its own

@@ -16,10 +16,11 @@ from confluent_kafka import Message, TopicPartition
 from processors.accounts import resolve_account
 from processors.catalog import Catalog
 from processors.errors import EventRejected, ReasonCode
-from processors.events import UsageEvent
-from processors.rating import Rated, rate
+from processors.events import RatedUsage, UsageEvent
+from processors.pipeline import process_event
+from processors.quota import QuotaAlert
 from stream import metrics
-from stream.codec import event_from_avro, rated_to_avro
+from stream.codec import alert_to_avro, event_from_avro, rated_to_avro
 from stream.contracts import Codecs
 from stream.dead_letters import dead_letter
 from stream.loop import Output
@@ -118,13 +119,20 @@ class RaterStage(_DecodingStage):
             state = self._store.state(origin.partition)
             if state.is_late(event.event_time):
                 return [self._park_late(message, event)]
-            outcome = rate(event, origin, self._catalog(), state, self._clock())
+            outcome = process_event(event, origin, self._catalog(), state, self._clock())
         except EventRejected as rejection:
             return [self._reject(message, rejection, event)]
-        if not isinstance(outcome, Rated):
-            metrics.EVENTS_SKIPPED.labels(reason=outcome.reason).inc()
-            return ()
-        rated = outcome.record
+        outputs = [self._alert(alert) for alert in outcome.alerts]
+        if outcome.quota_rejection is not None:
+            outputs.append(self._quota_rejected(message, outcome.quota_rejection, event))
+        elif outcome.rated is not None:
+            outputs.append(self._rated(outcome.rated))
+        else:
+            metrics.EVENTS_SKIPPED.labels(reason=str(outcome.skipped)).inc()
+        return outputs
+
+    def _rated(self, rated: RatedUsage) -> Output:
+        event = rated.event
         metrics.EVENTS_RATED.labels(currency=rated.currency).inc()
         metrics.END_TO_END_SECONDS.observe(
             max(0.0, (self._clock() - event.event_time).total_seconds()))
@@ -133,8 +141,22 @@ class RaterStage(_DecodingStage):
                                     provider=provider).inc(float(rated.net_amount))
         metrics.AMOUNT_RATED.labels(kind="gross", currency=rated.currency,
                                     provider=provider).inc(float(rated.gross_amount))
-        return [Output(topic=self._topics.rated.name, key=rated.account_id.encode(),
-                       value=self._codecs.rated_encoder.encode(rated_to_avro(rated)))]
+        return Output(topic=self._topics.rated.name, key=rated.account_id.encode(),
+                      value=self._codecs.rated_encoder.encode(rated_to_avro(rated)))
+
+    def _alert(self, alert: QuotaAlert) -> Output:
+        metrics.QUOTA_ALERTS.labels(threshold=str(alert.threshold_percent),
+                                    action=alert.action).inc()
+        return Output(topic=self._topics.quota_alerts.name, key=alert.account_id.encode(),
+                      value=self._codecs.alert_encoder.encode(alert_to_avro(alert)))
+
+    def _quota_rejected(self, message: Message, rejection: EventRejected,
+                        event: UsageEvent) -> Output:
+        """Blocked by the agreement: to usage.rejected for the platform, never billed."""
+        return dead_letter(self._codecs.rejected_encoder, self._topics.rejected.name,
+                           stage="quota", message=message, reason=str(rejection.reason),
+                           text=rejection.message, event_id=event.event_id, now=self._clock(),
+                           details=rejection.details)
 
     def _park_late(self, message: Message, event: UsageEvent) -> Output:
         """Older than the dedup window: rating it could double-bill, so park it for review."""

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from processors.errors import RatingError
-from processors.state import RatingState
+from processors.pipeline import PartitionState
 from stream import metrics
 from stream.loop import Output
 
@@ -25,13 +25,13 @@ OFFSET_BEGINNING = -2
 
 class ChangelogStateStore:
     def __init__(self, restore_consumer: Consumer, changelog_topic: str,
-                 new_state: Callable[[], RatingState]):
+                 new_state: Callable[[], PartitionState]):
         self._consumer = restore_consumer
         self._topic = changelog_topic
         self._new_state = new_state
-        self._states: dict[int, RatingState] = {}
+        self._states: dict[int, PartitionState] = {}
 
-    def state(self, partition: int) -> RatingState:
+    def state(self, partition: int) -> PartitionState:
         return self._states[partition]
 
     def partitions(self) -> list[int]:
@@ -60,7 +60,7 @@ class ChangelogStateStore:
     def close(self) -> None:
         self._consumer.close()
 
-    def _restore_all(self, partitions: list[int]) -> dict[int, RatingState]:
+    def _restore_all(self, partitions: list[int]) -> dict[int, PartitionState]:
         """Replay the changelog partitions together, each to its (read_committed) end."""
         if not partitions:
             return {}

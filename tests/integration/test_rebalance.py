@@ -16,7 +16,7 @@ from tests.integration.test_crash_recovery import expected_totals, observed_tota
 pytestmark = pytest.mark.integration
 
 
-def _wait_for_assignment(process: ProcessorProcess, count: int, timeout_s: float = 60) -> None:
+def _wait_for_assignment(process: ProcessorProcess, count: int, timeout_s: float = 180) -> None:
     deadline = time.monotonic() + timeout_s
     while process.log_path.read_text().count(" assigned ") < count:
         process.check_alive()

@@ -1,0 +1,103 @@
+"""One event, start to finish, for one partition's state: dedup, quota, then rating.
+
+The order is the domain's: a re-published event is recognised first; quota
+runs before rating, so an operation blocked by its agreement is never billed;
+rating comes last. Nothing is written to the state unless the event gets
+through every step (a rejection anywhere leaves the state as it was).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from processors.accounts import resolve_account
+from processors.catalog import Catalog
+from processors.dedup import DEFAULT_WINDOW, Verdict, payload_fingerprint
+from processors.errors import EventRejected, ReasonCode
+from processors.events import Origin, RatedUsage, UsageEvent
+from processors.quota import QuotaAlert, QuotaDecision, QuotaState, check_quota, quota_effect
+from processors.rating import DUPLICATE, Rated, rate
+from processors.state import RatingState
+
+QUOTA_PREFIXES = ("qi|", "qu|")
+
+
+class PartitionState:
+    """Rating and quota state of one partition, behind one persistence protocol."""
+
+    def __init__(self, dedup_window: timedelta = DEFAULT_WINDOW) -> None:
+        self.rating = RatingState(dedup_window=dedup_window)
+        self.quota = QuotaState()
+
+    def is_late(self, event_time: datetime) -> bool:
+        return self.rating.is_late(event_time)
+
+    def all_keys(self) -> set[str]:
+        return self.rating.all_keys() | self.quota.all_keys()
+
+    def dirty_keys(self) -> set[str]:
+        return self.rating.dirty_keys() | self.quota.dirty_keys()
+
+    def clear_dirty(self) -> None:
+        self.rating.clear_dirty()
+        self.quota.clear_dirty()
+
+    def dump(self, key: str) -> bytes | None:
+        return self._owner(key).dump(key)
+
+    def load(self, key: str, value: bytes | None) -> None:
+        self._owner(key).load(key, value)
+
+    def _owner(self, key: str) -> RatingState | QuotaState:
+        return self.quota if key.startswith(QUOTA_PREFIXES) else self.rating
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    """What became of one event (a rejection for the DLQ is raised, not returned)."""
+
+    rated: RatedUsage | None = None
+    skipped: str | None = None  # "not_billable" | "duplicate"
+    quota_rejection: EventRejected | None = None  # -> usage.rejected, never billed
+    alerts: tuple[QuotaAlert, ...] = field(default=())
+
+
+def process_event(event: UsageEvent, origin: Origin, catalog: Catalog,
+                  state: PartitionState, now: datetime) -> EventOutcome:
+    fingerprint = payload_fingerprint(event)
+    verdict = state.rating.dedup.check(event.event_id, fingerprint)
+    if verdict is Verdict.DUPLICATE:
+        return EventOutcome(skipped=DUPLICATE)
+    if verdict is Verdict.CONFLICT:
+        raise EventRejected(ReasonCode.DUPLICATE_CONFLICT,
+                            f"event {event.event_id}: this id was already processed with a "
+                            "different payload", {"event_id": event.event_id})
+    decision = _quota_decision(event, catalog, state.quota, now)
+    if decision is not None and not decision.allowed:
+        return EventOutcome(quota_rejection=decision.rejection)
+    outcome = rate(event, origin, catalog, state.rating, now)  # raises: nothing applied
+    alerts: tuple[QuotaAlert, ...] = ()
+    if decision is not None:
+        state.quota.apply(decision)
+        alerts = decision.alerts
+    if isinstance(outcome, Rated):
+        record = outcome.record
+        if decision is not None and decision.missing is not None:
+            record = dataclasses.replace(record, quota_note=str(decision.missing))
+        return EventOutcome(rated=record, alerts=alerts)
+    if decision is not None and decision.change is not None:
+        state.rating.remember(event.event_id, fingerprint, event.event_time)
+    return EventOutcome(skipped=outcome.reason, alerts=alerts)
+
+
+def _quota_decision(event: UsageEvent, catalog: Catalog, state: QuotaState,
+                    now: datetime) -> QuotaDecision | None:
+    """The quota decision, or None when the event has nothing to do with quotas."""
+    if event.service_item_type not in catalog.service_item_types:
+        return None  # rating rejects it with UNKNOWN_SERVICE_ITEM
+    if quota_effect(event.operation) is None:
+        return None
+    account = resolve_account(event, catalog)
+    return check_quota(event, account, catalog, state, raised_at=now)

@@ -1,0 +1,69 @@
+"""Agreement quotas on the live stream: thresholds alert once per crossing, block at 100%,
+a blocked operation is never billed, Delete gives quota back and re-arms."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from stream.readback import read_all
+from tests.integration.events import NOVEMBER, vm
+from tests.integration.harness import Pipeline
+
+pytestmark = pytest.mark.integration
+SUB_VCPU = "VirtualMachine:sum:vcpu"
+SUB_COUNT = "VirtualMachine:count"
+
+
+def test_eng_platform_sub_agreement_alerts_blocks_and_releases(pipeline: Pipeline) -> None:
+    # eng-platform (sub-agreement of eng-main for eng/platform): 8 VMs, 32 vCPU,
+    # policy 50/90 notify, 100 block. eng-main: 20 VMs, 96 vCPU, notify 80, block 100.
+    pipeline.load_catalog()
+
+    def at(minute: int) -> object:
+        return NOVEMBER + timedelta(minutes=minute)
+
+    creates = [vm(8, item_id=f"vm-{n}", when=at(n)) for n in (1, 2, 3, 4)]  # 8,16,24,32 vCPU
+    over = vm(1, item_id="vm-5", when=at(5))                                # 33 > 32: blocked
+    delete = vm(8, item_id="vm-1", operation="Delete", when=at(6))          # back to 24
+    refill = [vm(4, item_id="vm-6", when=at(7)), vm(4, item_id="vm-7", when=at(8))]  # 28, 32
+    pipeline.start_processor()
+    # Operations on different instances travel on different partitions (keyed by
+    # instance id), so the account-level order is the order they are processed in:
+    # publish one at a time to make that order the one the hand-checked numbers assume.
+    for event in [*creates, over, delete, *refill]:
+        pipeline.publish([event])
+        pipeline.wait_caught_up()
+
+    rated = [r.value["event_id"] for r in pipeline.rated()]
+    assert sorted(rated) == sorted(e.event_id for e in [*creates, *refill])
+    rejected = [r.value for r in read_all(pipeline.connections,
+                                          pipeline.settings.topics.rejected.name,
+                                          pipeline.codecs.dead_letter_decoder)]
+    assert [(r["event_id"], r["reason_code"], r["stage"]) for r in rejected] == [
+        (over.event_id, "QUOTA_EXCEEDED", "quota")]
+    assert {k: rejected[0]["details"][k] for k in ("agreement", "quota", "used", "requested",
+                                                    "limit")} == {
+        "agreement": "eng-platform", "quota": SUB_VCPU, "used": "32", "requested": "1",
+        "limit": "32"}
+
+    alerts = [r.value for r in read_all(pipeline.connections,
+                                        pipeline.settings.topics.quota_alerts.name,
+                                        pipeline.codecs.alert_decoder)]
+    fired = sorted((a["agreement_id"], a["quota_id"], a["threshold_percent"], a["event_id"])
+                   for a in alerts)
+    vm2, vm4, vm6, vm7 = creates[1], creates[3], refill[0], refill[1]
+    assert fired == sorted([
+        ("eng-platform", SUB_VCPU, 50, vm2.event_id),    # 16/32
+        ("eng-platform", SUB_VCPU, 90, vm4.event_id),    # 32/32
+        ("eng-platform", SUB_VCPU, 100, vm4.event_id),
+        ("eng-platform", SUB_COUNT, 50, vm4.event_id),   # 4/8
+        ("eng-platform", SUB_COUNT, 50, vm6.event_id),   # re-armed at 3/8 by the delete
+        ("eng-platform", SUB_VCPU, 90, vm7.event_id),    # re-armed at 24/32, crossed again
+        ("eng-platform", SUB_VCPU, 100, vm7.event_id),
+    ])
+    by_id = {a["alert_id"] for a in alerts}
+    assert len(by_id) == len(alerts)
+    final = [a for a in alerts if a["event_id"] == vm7.event_id and a["threshold_percent"] == 100]
+    assert (final[0]["action"], final[0]["used"], final[0]["limit"]) == ("block", "32", "32")
