@@ -1,9 +1,9 @@
 """Timing an in-process ExactlyOnceLoop from the outside, through its own batch metrics.
 
 The loop observes ``rating_batch_records`` and ``rating_batch_seconds`` right
-after each transaction commits. A watcher thread reads both every couple of
-milliseconds, so the clock needs no hook in the loop (run_processor is used
-exactly as production runs it) and counts only committed records:
+after each transaction commits. A watcher thread reads both every 5 ms, so
+the clock needs no hook in the loop (run_processor is used exactly as
+production runs it) and counts only committed records:
 
 * start: the first committed batch, minus that batch's own duration, i.e.
   the moment the loop had its first records in hand (the group join and
@@ -47,7 +47,7 @@ class LoopClock:
     """Sets ``stop`` once ``expected`` input records are committed (or after ``limit_s``)."""
 
     def __init__(self, expected: int, stop: threading.Event, limit_s: float,
-                 tick_s: float = 0.002):
+                 tick_s: float = 0.005):
         self._expected = expected
         self._stop = stop
         self._limit_s = limit_s

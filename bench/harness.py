@@ -54,7 +54,7 @@ class Report:
     expected: Expected
     engine: EngineTiming
     results: list[Result] = field(default_factory=list)
-    profile: list[dict[str, Any]] | None = None
+    profile: dict[str, Any] | None = None
     seconds: float = 0.0  # the whole run, set-up included
 
     def result(self, contender: str) -> Result | None:

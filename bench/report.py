@@ -39,11 +39,12 @@ def method(report: Report, versions: dict[str, str], machine: dict[str, Any]) ->
 
 
 def ratios(result: Result, report: Report) -> tuple[float | None, float | None]:
-    """(x pass-through, rating / this) for one row."""
+    """(this / pass-through, rating / this): the second for faust rows only."""
     base, rating = report.result(PASS_THROUGH), report.result(RATING)
     rate = result.events_per_s
     vs_base = rate / base.events_per_s if base and base.events_per_s and rate else None
-    rating_over = rating.events_per_s / rate if rating and rate else None
+    is_faust = result.contender.startswith(FAUST)
+    rating_over = rating.events_per_s / rate if is_faust and rating and rate else None
     return vs_base, rating_over
 
 
@@ -58,14 +59,14 @@ def print_report(report: Report, info: dict[str, Any], out: TextIO) -> None:
                          if k not in ("cores", "load_1m"))
     out.write(f"Versions: {versions}\n\n")
     header = (f"{'contender':<32} {'events':>8} {'seconds':>8} {'events/s':>10} "
-              f"{'x pass-thr':>10} {'rating/x':>9}  check\n")
+              f"{'vs pass-thr':>11} {'rating/faust':>12}  check\n")
     out.write(header + "-" * (len(header) + 8) + "\n")
     for result in report.results:
         vs_base, rating_over = ratios(result, report)
         check = "ok" if result.verified else ("capped" if result.processed else "FAILED")
         out.write(f"{result.contender:<32} {result.processed:>8} {result.seconds:>8.2f} "
-                  f"{result.events_per_s:>10,.0f} {_ratio(vs_base):>10} "
-                  f"{_ratio(rating_over):>9}  {check}\n")
+                  f"{result.events_per_s:>10,.0f} {_ratio(vs_base):>11} "
+                  f"{_ratio(rating_over):>12}  {check}\n")
     engine = report.engine
     out.write(f"{'(engine only, no Kafka: reference)':<32} {engine.events:>8} "
               f"{engine.seconds:>8.2f} {engine.events / max(engine.seconds, 1e-9):>10,.0f}\n\n")
@@ -99,8 +100,7 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def write_json(report: Report, info: dict[str, Any], path: Path,
-               profile: list[dict[str, Any]] | None) -> None:
+def write_json(report: Report, info: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "run_id": report.run_id,
@@ -108,10 +108,26 @@ def write_json(report: Report, info: dict[str, Any], path: Path,
         "expected": {**asdict(report.expected), "dead_letters": report.expected.dead_letters},
         "engine_only": {"events": report.engine.events, "seconds": report.engine.seconds},
         "results": [{**result.as_json(),
-                     "x_pass_through": ratios(result, report)[0],
-                     "rating_over_this": ratios(result, report)[1]}
+                     "vs_pass_through": ratios(result, report)[0],
+                     "rating_over_faust": ratios(result, report)[1]}
                     for result in report.results],
         "targets": target_lines(report),
-        "profile_top": profile,
+        "profile": report.profile,
     }
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+
+
+def print_profile(report: Report, path: Path | None, out: TextIO, rows: int = 10) -> None:
+    profile = report.profile
+    if not profile:
+        return
+    out.write(f"\nRating loop under cProfile ({path}): {profile['batch_seconds']:.2f} s in "
+              f"batches, {profile['consume_seconds']:.2f} s in consume().\n"
+              "Where batch time goes (cumulative; indented rows are part of the row above):\n")
+    for part in profile["breakdown"]:
+        out.write(f"  {part['share_of_batch']:>6.1%}  {part['seconds']:>7.2f} s  {part['part']}\n")
+    out.write("Top functions by own time, as a share of batch time:\n")
+    for row in profile["top"][:rows]:
+        out.write(f"  {row['share_of_batch']:>6.1%}  {row['own_s']:>7.2f} s  {row['calls']:>9}  "
+                  f"{row['function']}\n")
+    out.flush()

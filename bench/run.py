@@ -24,7 +24,7 @@ from pathlib import Path
 import confluent_kafka
 
 from bench.harness import CONTENDERS, BenchConfig, machine, run_benchmark
-from bench.report import method, print_report, write_json
+from bench.report import method, print_profile, print_report, write_json
 from stream import stack
 from stream.settings import REPO_ROOT, Connections, connections_from_env, load_settings
 
@@ -78,14 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         release()
     info = method(report, _versions(kafka), load)
     print_report(report, info, sys.stdout)
-    if report.profile:
-        sys.stdout.write(f"\nrating loop, top functions by own time (cProfile, "
-                         f"{config.profile_path}):\n")
-        for row in report.profile[:10]:
-            sys.stdout.write(f"  {row['own_share']:>6.1%}  {row['own_s']:>7.2f} s  "
-                             f"{row['calls']:>9}  {row['function']}\n")
+    print_profile(report, config.profile_path, sys.stdout)
     json_path = args.json or OUT_DIR / f"bench-{stamp}.json"
-    write_json(report, info, json_path, report.profile)
+    write_json(report, info, json_path)
     say(f"results: {json_path} (whole run {report.seconds:.0f} s)")
     return 0 if all(r.verified or r.processed for r in report.results) else 1
 

@@ -47,6 +47,9 @@ def marketplace(product: str, provider: str, instances: int = 1, *,
 
 OUS = ("eng/platform", "eng/data/ml", "sales/emea", "partners/acme", "partners/nimbus")
 STANDARD_OUS = ("eng/platform", "partners/acme", "partners/nimbus")
+NO_AGREEMENT_OUS = ("sales/emea", "partners/acme", "partners/nimbus")
+# eng/platform's sub-agreement allows 8 VMs and 32 vCPU: 8 of these pass, the rest block.
+QUOTA_VM = {"vcpu": 4, "region": "us-east", "os": "linux"}
 
 
 def order_independent_mix(count: int, seed: int) -> list[UsageEvent]:
@@ -55,19 +58,23 @@ def order_independent_mix(count: int, seed: int) -> list[UsageEvent]:
     Unit and flat prices, graduated tiers with whole-GB quantities and cent
     rates (slices never round), marketplace markups on whole-dollar nets and
     credits: whichever order the account's events are rated in, its totals for
-    the month are the same. Includes non-billable Starts and re-published
-    duplicates.
+    the month are the same. Includes non-billable Starts, re-published
+    duplicates, and identical VM creates that fill eng/platform's quota (alerts)
+    and then get blocked.
     """
     rng = random.Random(seed)
     events: list[UsageEvent] = []
-    for index in range(count):
+    quota_creates = count // 500
+    for index in range(count - quota_creates):
         ou = rng.choice(OUS)
         when = NOVEMBER + timedelta(minutes=rng.randrange(0, 60 * 24 * 20))
         roll = rng.random()
         if events and roll < 0.03:
             events.append(rng.choice(events))  # re-published duplicate: same id and payload
         elif roll < 0.40:
-            events.append(vm(rng.choice([1, 2, 4, 8]), home_ou=ou, item_id=f"vm-{index}",
+            # Only where no agreement limits VMs: which VM a quota blocks depends on order.
+            events.append(vm(rng.choice([1, 2, 4, 8]), home_ou=rng.choice(NO_AGREEMENT_OUS),
+                             item_id=f"vm-{index}",
                              operation=rng.choice(["Create", "Create", "Start"]), when=when,
                              region=rng.choice(["us-east", "eu-west"]),
                              os=rng.choice(["linux", "windows"])))
@@ -86,6 +93,13 @@ def order_independent_mix(count: int, seed: int) -> list[UsageEvent]:
                                             ("nimbus-kafka", "nimbus")])
             events.append(marketplace(product, provider, rng.choice([1, 2]), home_ou=ou,
                                       item_id=f"app-{index}", when=when))
+    # Identical VM creates against eng/platform's quota, never re-published: whatever the
+    # order, the same number pass, the same thresholds fire and the rest are blocked.
+    for index in range(quota_creates):
+        position = rng.randrange(len(events) + 1)
+        events.insert(position, vm(QUOTA_VM["vcpu"], region="us-east", os="linux",
+                                   item_id=f"vm-quota-{index}",
+                                   when=NOVEMBER + timedelta(minutes=rng.randrange(0, 60 * 24))))
     return events
 
 

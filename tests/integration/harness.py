@@ -4,6 +4,7 @@ process that can be SIGKILLed, publishing and reading back."""
 from __future__ import annotations
 
 import os
+from collections import Counter
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from confluent_kafka import KafkaError, TopicPartition
 
 from processors.catalog import load_catalog_dir
 from processors.events import UsageEvent
-from processors.state import RatingState
+from processors.pipeline import PartitionState
 from stream.catalog_feed import publish_catalog
 from stream.clients import admin_client, idempotent_producer, reading_consumer, registry_client
 from stream.contracts import Codecs, build_codecs
@@ -95,9 +96,9 @@ class Pipeline:
         return read_all(self.connections, self.settings.topics.dlq.name,
                         self.codecs.dead_letter_decoder)
 
-    def restored_state(self) -> RatingState:
+    def restored_state(self) -> PartitionState:
         """The rater's state as its committed changelog holds it, all partitions merged."""
-        state = RatingState()
+        state = PartitionState()
         consumer = reading_consumer(self.connections)
         topic = self.settings.topics.changelog.name
         try:
@@ -119,6 +120,14 @@ class Pipeline:
         finally:
             consumer.close()
         return state
+
+    def rejected(self) -> list[Record]:
+        return read_all(self.connections, self.settings.topics.rejected.name,
+                        self.codecs.dead_letter_decoder)
+
+    def alerts(self) -> list[Record]:
+        return read_all(self.connections, self.settings.topics.quota_alerts.name,
+                        self.codecs.alert_decoder)
 
     def late(self) -> list[Record]:
         return read_all(self.connections, self.settings.topics.late.name,
@@ -170,6 +179,10 @@ def values(records: Iterable[Record]) -> list[dict[str, Any]]:
     return [record.value for record in records]
 
 
-def money_state(state: RatingState) -> dict[str, bytes | None]:
-    """Tier positions and credit used, by state key (the seen-ids are left out)."""
-    return {key: state.dump(key) for key in state.all_keys() if not key.startswith("seen|")}
+def money_state(state: PartitionState) -> dict[str, object]:
+    """Tier positions, credit used and quota counters by state key, and how many instances
+    each account holds per item type (which ones depends on the order, not how many)."""
+    held = Counter(key.rsplit("|", 1)[0] for key in state.all_keys() if key.startswith("qi|"))
+    exact = {key: state.dump(key) for key in state.all_keys()
+             if not key.startswith(("seen|", "qi|"))}
+    return {**exact, **{f"{prefix}|<count>": count for prefix, count in held.items()}}

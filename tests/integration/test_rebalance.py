@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import re
 import time
-from collections import Counter
 
 import pytest
 
-from processors.state import RatingState
 from tests.integration.events import order_independent_mix
-from tests.integration.harness import Pipeline, ProcessorProcess, money_state
-from tests.integration.test_crash_recovery import expected_totals, observed_totals
+from tests.integration.harness import Pipeline, ProcessorProcess
+from tests.integration.test_crash_recovery import assert_exactly_as_without_crash
 
 pytestmark = pytest.mark.integration
 
@@ -41,12 +39,7 @@ def test_rebalances_between_two_instances_keep_exact_totals(pipeline: Pipeline) 
     pipeline.publish(waves[20_000:])
     pipeline.wait_caught_up(timeout_s=180)
 
-    rated = [r.value for r in pipeline.rated()]
-    counts = Counter(str(record["event_id"]) for record in rated)
-    assert [event_id for event_id, count in counts.items() if count > 1] == []
-    uncrashed = RatingState()
-    assert observed_totals(rated) == expected_totals(waves, uncrashed)
-    assert money_state(pipeline.restored_state()) == money_state(uncrashed)
+    assert_exactly_as_without_crash(pipeline, waves)
     restored = [int(n) for n in re.findall(r"restored \S+\[[^\]]*\]: (\d+) records",
                                            second.log_path.read_text())]
     assert len(restored) >= 2, "the second instance must have been assigned twice"
