@@ -4,12 +4,12 @@ process that can be SIGKILLed, publishing and reading back."""
 from __future__ import annotations
 
 import os
-from collections import Counter
 import signal
 import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
