@@ -42,7 +42,7 @@ def run_demo(settings: Settings, *, events: int, seed: int, keep_running: bool,
                          for p in sorted(settings.catalog_dir.glob("*.yaml"))})
         say(f"catalog {catalog.version} loaded from {settings.catalog_dir}")
         since = {role: end_offsets(connections, getattr(topics, role).name)
-                 for role in ("events", "rated", "dlq")}
+                 for role in ("events", "rated", "dlq", "rejected", "late", "quota_alerts")}
         processor, log_path = start_processor(settings)
         say(f"processor started (pid {processor.pid}, log {log_path})")
         report = run_simulation(connections, settings, events=events, seed=seed)
@@ -50,12 +50,14 @@ def run_demo(settings: Settings, *, events: int, seed: int, keep_running: bool,
         rating_s = wait_for_processor(connections, settings, processor, log_path,
                                       since["events"], report.published)
         say(f"processor caught up {rating_s:.1f} s after the last event was published")
-        rated = read_all(connections, topics.rated.name, codecs.rated_decoder,
-                         since=since["rated"])
-        dead = read_all(connections, topics.dlq.name, codecs.dead_letter_decoder,
-                        since=since["dlq"])
-        print_summary(out, report.published, [r.value for r in rated],
-                      [r.value for r in dead])
+        outcomes = {role: [r.value for r in read_all(
+            connections, getattr(topics, role).name, decoder, since=since[role])]
+            for role, decoder in (("rated", codecs.rated_decoder),
+                                  ("dlq", codecs.dead_letter_decoder),
+                                  ("rejected", codecs.dead_letter_decoder),
+                                  ("late", codecs.dead_letter_decoder),
+                                  ("quota_alerts", codecs.alert_decoder))}
+        print_summary(out, report.published, outcomes)
     finally:
         if processor is not None and not keep_running:
             processor.terminate()
@@ -102,8 +104,10 @@ def wait_for_processor(connections: Connections, settings: Settings,
                        f"see {log_path}")
 
 
-def print_summary(out: TextIO, published: int, rated: list[dict[str, object]],
-                  dead: list[dict[str, object]]) -> None:
+def print_summary(out: TextIO, published: int,
+                  outcomes: dict[str, list[dict[str, object]]]) -> None:
+    rated, dead = outcomes["rated"], outcomes["dlq"]
+    blocked, late, alerts = outcomes["rejected"], outcomes["late"], outcomes["quota_alerts"]
     gross: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     net: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     for record in rated:
@@ -111,9 +115,16 @@ def print_summary(out: TextIO, published: int, rated: list[dict[str, object]],
         gross[key] += Decimal(str(record["gross_amount"]))
         net[key] += Decimal(str(record["net_amount"]))
     reasons = Counter(str(record["reason_code"]) for record in dead)
-    skipped = published - len(rated) - len(dead)
+    skipped = published - len(rated) - len(dead) - len(blocked) - len(late)
     out.write(f"\nEvents in: {published}   rated: {len(rated)}   "
-              f"dead-lettered: {len(dead)}   skipped (not billable or duplicate): {skipped}\n")
+              f"blocked by quota: {len(blocked)}   dead-lettered: {len(dead)}   "
+              f"late: {len(late)}   skipped (not billable or duplicate): {skipped}\n")
+    if alerts:
+        crossings = Counter(f"{a['agreement_id']} {a['quota_id']} {a['threshold_percent']}% "
+                            f"{a['action']}" for a in alerts)
+        out.write("Quota alerts: " + ", ".join(f"{name} x{count}" if count > 1 else name
+                                               for name, count in sorted(crossings.items()))
+                  + "\n")
     if reasons:
         out.write("Dead-lettered by reason: " +
                   ", ".join(f"{reason} {count}" for reason, count in reasons.most_common()) +
