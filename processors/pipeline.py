@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from processors.accounts import resolve_account
 from processors.catalog import Catalog
+from processors.catalog.model import MissingPolicy
 from processors.dedup import DEFAULT_WINDOW, Verdict, payload_fingerprint
 from processors.errors import EventRejected, ReasonCode
 from processors.events import Origin, RatedUsage, UsageEvent
@@ -65,7 +66,8 @@ class EventOutcome:
 
 
 def process_event(event: UsageEvent, origin: Origin, catalog: Catalog,
-                  state: PartitionState, now: datetime) -> EventOutcome:
+                  state: PartitionState, now: datetime,
+                  no_agreement: MissingPolicy = MissingPolicy.ALLOW) -> EventOutcome:
     fingerprint = payload_fingerprint(event)
     verdict = state.rating.dedup.check(event.event_id, fingerprint)
     if verdict is Verdict.DUPLICATE:
@@ -74,7 +76,7 @@ def process_event(event: UsageEvent, origin: Origin, catalog: Catalog,
         raise EventRejected(ReasonCode.DUPLICATE_CONFLICT,
                             f"event {event.event_id}: this id was already processed with a "
                             "different payload", {"event_id": event.event_id})
-    decision = _quota_decision(event, catalog, state.quota, now)
+    decision = _quota_decision(event, catalog, state.quota, now, no_agreement)
     if decision is not None and not decision.allowed:
         return EventOutcome(quota_rejection=decision.rejection)
     outcome = rate(event, origin, catalog, state.rating, now)  # raises: nothing applied
@@ -92,12 +94,13 @@ def process_event(event: UsageEvent, origin: Origin, catalog: Catalog,
     return EventOutcome(skipped=outcome.reason, alerts=alerts)
 
 
-def _quota_decision(event: UsageEvent, catalog: Catalog, state: QuotaState,
-                    now: datetime) -> QuotaDecision | None:
+def _quota_decision(event: UsageEvent, catalog: Catalog, state: QuotaState, now: datetime,
+                    no_agreement: MissingPolicy) -> QuotaDecision | None:
     """The quota decision, or None when the event has nothing to do with quotas."""
     if event.service_item_type not in catalog.service_item_types:
         return None  # rating rejects it with UNKNOWN_SERVICE_ITEM
     if quota_effect(event.operation) is None:
         return None
     account = resolve_account(event, catalog)
-    return check_quota(event, account, catalog, state, raised_at=now)
+    return check_quota(event, account, catalog, state, no_agreement=no_agreement,
+                       raised_at=now)

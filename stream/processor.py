@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from types import FrameType
 
+from processors.catalog.model import MissingPolicy
 from processors.pipeline import PartitionState
 from stream.catalog_feed import CatalogFeed
 from stream.clients import (
@@ -85,7 +86,8 @@ def _run(settings: Settings, connections: Connections, options: RunOptions,
     if "rater" in options.stages:
         store = ChangelogStateStore(reading_consumer(connections), topics.changelog.name,
                                     lambda: PartitionState(dedup_window=window))
-        stages.append(RaterStage(codecs, topics, lambda: feed.current, store))
+        stages.append(RaterStage(codecs, topics, lambda: feed.current, store,
+                                 no_agreement=MissingPolicy(settings.processor.no_agreement)))
     group = settings.processor.group_id
     # A stable transactional id per instance: a restarted instance fences its own
     # zombie and aborts the zombie's open transaction at once (no wait for the timeout).

@@ -69,6 +69,7 @@ class ProcessorSettings:
     batch_timeout_s: float
     transaction_timeout_ms: int
     dedup_window_days: int
+    no_agreement: str  # "allow" | "reject"
 
 
 @dataclass(frozen=True)
@@ -156,9 +157,13 @@ def _processor(raw: Any, path: Path, env: dict[str, str]) -> ProcessorSettings:
             batch_timeout_s=float(raw["batch_timeout_s"]),
             transaction_timeout_ms=int(raw["transaction_timeout_ms"]),
             dedup_window_days=int(raw["dedup_window_days"]),
+            no_agreement=str(raw.get("no_agreement", "allow")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise SettingsError(f"{path}: processor: bad or missing field {exc}") from None
+    if settings.no_agreement not in ("allow", "reject"):
+        raise SettingsError(f"{path}: processor.no_agreement must be 'allow' or 'reject', "
+                            f"got {settings.no_agreement!r}")
     if settings.batch_size < 1:
         raise SettingsError(f"{path}: processor.batch_size must be >= 1")
     return settings

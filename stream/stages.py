@@ -15,6 +15,7 @@ from confluent_kafka import Message, TopicPartition
 
 from processors.accounts import resolve_account
 from processors.catalog import Catalog
+from processors.catalog.model import MissingPolicy
 from processors.errors import EventRejected, ReasonCode
 from processors.events import RatedUsage, UsageEvent
 from processors.pipeline import process_event
@@ -101,10 +102,12 @@ class RaterStage(_DecodingStage):
 
     def __init__(self, codecs: Codecs, topics: Topics, catalog: Callable[[], Catalog],
                  store: ChangelogStateStore,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 no_agreement: MissingPolicy = MissingPolicy.ALLOW):
         super().__init__(codecs, topics, clock)
         self._catalog = catalog
         self._store = store
+        self._no_agreement = no_agreement
 
     @property
     def topics(self) -> Sequence[str]:
@@ -119,7 +122,8 @@ class RaterStage(_DecodingStage):
             state = self._store.state(origin.partition)
             if state.is_late(event.event_time):
                 return [self._park_late(message, event)]
-            outcome = process_event(event, origin, self._catalog(), state, self._clock())
+            outcome = process_event(event, origin, self._catalog(), state, self._clock(),
+                                    self._no_agreement)
         except EventRejected as rejection:
             return [self._reject(message, rejection, event)]
         outputs = [self._alert(alert) for alert in outcome.alerts]
