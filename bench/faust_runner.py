@@ -1,17 +1,21 @@
 """Runs bench/faust_app.py as a faust worker subprocess and measures it from outside.
 
 Clock: from the first event the worker's router agent sees (it writes the wall
-time to a file) to the moment every expected output is committed and visible
-to a read_committed reader here. Faust's start-up, group join and table
-recovery before the first event are not timed, as for the other contenders.
+time to a file) to the moment the worker is done: all of the router's
+outputs are committed and visible, and the faust group has committed its
+way through both input topics (stream.lag.caught_up, polled every 0.5 s).
+Faust's start-up, group join and table recovery before the first event are
+not timed, as for the other contenders.
 
 Faust commits its transactions every ``broker_commit_interval`` (2.8 s by
 default) rather than per batch, so the end can lag the last event by up to
 that much; that is what faust's exactly-once costs in latency and is counted.
 
 A run that has not finished after ``faust_cap_s`` of processing is stopped,
-and its rate taken over what it committed by then (rated records seen, as a
-share of all that are expected, times the events). If exactly-once does not
+and its rate taken over what it committed by then: the offsets the group
+committed on the account-keyed topic (the rater's input), as a share of all
+its records, times the events. (Transaction markers make that share a
+fraction of a percent too high.) If exactly-once does not
 work at all, the error is reported and the run repeated at at_least_once on
 fresh topics, labelled as such.
 """
@@ -27,10 +31,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.inprocess import rater_outputs
 from bench.lanes import Lane
-from bench.outputs import TopicCounter, count_records
+from bench.outputs import TopicCounter, read_outputs
 from bench.results import Result
 from bench.workload import Expected
+from stream.lag import caught_up, committed_since
 from stream.settings import REPO_ROOT
 
 if TYPE_CHECKING:
@@ -38,7 +44,8 @@ if TYPE_CHECKING:
 
 FIRST_EVENT_FILE = "first-event"  # written by the worker: wall time of its first event
 STARTUP_TIMEOUT_S = 120.0  # worker start, group join, recovery: until the first event
-ROLES = ("by_account", "rated", "late", "dlq")
+ROLES = ("by_account", "rated", "rejected", "quota_alerts", "late", "dlq")
+CAUGHT_UP_EVERY_S = 0.5
 
 
 class FaustFailed(Exception):
@@ -58,7 +65,7 @@ def run(lane: Lane, expected: Expected, config: BenchConfig, run_id: str,
                       guarantee=guarantee, note=error)]
     if guarantee == "exactly_once":
         say("faust: running again at at_least_once on fresh topics, as a fallback figure")
-        fallback = fresh_lane("faust-alo")
+        fallback = fresh_lane("alo")
         try:
             results.append(_attempt(fallback, expected, config, run_id, "at_least_once"))
         except FaustFailed as again:
@@ -75,47 +82,48 @@ def _attempt(lane: Lane, expected: Expected, config: BenchConfig, run_id: str,
     work.mkdir(parents=True, exist_ok=True)
     log_path = work / "worker.log"
     label = "faust" if guarantee == config.faust_guarantee else f"faust ({guarantee} fallback)"
-    want = _expected_outputs(expected)
+    app_id = f"rating-bench-{run_id}-{lane.name}"  # faust's consumer group id, too
     topics = lane.settings.topics
-    counter = TopicCounter(lane.connections, [getattr(topics, role).name for role in ROLES])
+    routed = TopicCounter(lane.connections, [topics.by_account.name])
     with log_path.open("wb") as log_file:
         worker = subprocess.Popen(
             [sys.executable, "-m", "faust", "-A", "bench.faust_app", "worker",
              "--without-web", "-l", "warn"],
-            cwd=REPO_ROOT, env=_env(lane, run_id, work, guarantee), stdout=log_file,
+            cwd=REPO_ROOT, env=_env(lane, app_id, work, guarantee), stdout=log_file,
             stderr=subprocess.STDOUT)
     try:
-        first, end, complete = _watch(
-            worker, counter, lambda: all(seen >= want[role]
-                                         for role, seen in _by_role(counter.counts, lane).items()),
-            work, config.faust_cap_s, log_path)
-        seen = _by_role(counter.counts, lane)
+        first, end, complete = _watch(worker, lane, app_id, routed, expected.routed, work,
+                                      config.faust_cap_s, log_path)
+        rater_done = committed_since(lane.connections, app_id, topics.by_account.name, {})
     finally:
-        counter.close()
+        routed.close()
         _stop(worker)
-    outputs = count_records(lane.connections, [getattr(topics, role).name for role in ROLES])
-    processed = expected.events if complete else int(
-        expected.events * min(1.0, seen["rated"] / max(expected.rated, 1)))
+    processed = expected.events if complete else min(
+        expected.events, int(expected.events * rater_done / max(expected.routed, 1)))
     if processed == 0:
-        raise FaustFailed(f"no rated record committed within {config.faust_cap_s:.0f} s of "
-                          f"the first event (guarantee {guarantee}); worker log "
-                          f"{log_path}:\n{_tail(log_path)}")
+        raise FaustFailed(f"nothing committed within {config.faust_cap_s:.0f} s of the first "
+                          f"event (guarantee {guarantee}); worker log {log_path}:\n"
+                          f"{_tail(log_path)}")
+    outputs, twice = read_outputs(lane, ROLES)
     note = "" if complete else (f"capped at {config.faust_cap_s:.0f} s: rate over the "
-                                f"{processed} events it committed by then (pro rata of "
-                                "rated records)")
+                                f"{processed} events whose rating it had committed by then")
     return Result(contender=label, events=expected.events, seconds=end - first,
-                  complete=complete, processed=processed, outputs=_by_role(outputs, lane),
-                  expected_outputs=want, guarantee=guarantee, note=note,
+                  complete=complete, processed=processed, outputs=outputs,
+                  expected_outputs={"by_account": expected.routed, **rater_outputs(expected)},
+                  rated_twice=twice, guarantee=guarantee, note=note,
                   extra={"worker_log": str(log_path)})
 
 
-def _watch(worker: subprocess.Popen[bytes], counter: TopicCounter, done: Callable[[], bool],
-           work: Path, cap_s: float, log_path: Path) -> tuple[float, float, bool]:
+def _watch(worker: subprocess.Popen[bytes], lane: Lane, app_id: str, routed: TopicCounter,
+           expected_routed: int, work: Path, cap_s: float,
+           log_path: Path) -> tuple[float, float, bool]:
     """(first event, end, complete): wall-clock times from both processes on one machine."""
+    topics = lane.settings.topics
     launched = time.time()
     first: float | None = None
+    checked = 0.0
     while True:
-        counter.poll(0.1)
+        routed.poll(0.1)
         now = time.time()
         if worker.poll() is not None:
             raise FaustFailed(f"the faust worker exited with code {worker.returncode}; "
@@ -129,27 +137,21 @@ def _watch(worker: subprocess.Popen[bytes], counter: TopicCounter, done: Callabl
                                   f"{STARTUP_TIMEOUT_S:.0f} s; log {log_path}:\n"
                                   f"{_tail(log_path)}")
             continue
-        if done():
-            return first, now, True
+        router_done = routed.counts[topics.by_account.name] >= expected_routed
+        if router_done and now - checked >= CAUGHT_UP_EVERY_S:
+            checked = now
+            if caught_up(lane.connections, app_id, [topics.events.name, topics.by_account.name]):
+                return first, time.time(), True
         if now - first > cap_s:
             return first, now, False
 
 
-def _expected_outputs(expected: Expected) -> dict[str, int]:
-    return {"by_account": expected.routed, "rated": expected.rated, "late": expected.late,
-            "dlq": expected.dead_letters}
-
-
-def _by_role(counts: dict[str, int], lane: Lane) -> dict[str, int]:
-    return {role: counts[getattr(lane.settings.topics, role).name] for role in ROLES}
-
-
-def _env(lane: Lane, run_id: str, work: Path, guarantee: str) -> dict[str, str]:
+def _env(lane: Lane, app_id: str, work: Path, guarantee: str) -> dict[str, str]:
     return {**os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": lane.connections.kafka_bootstrap,
             "SCHEMA_REGISTRY_URL": lane.connections.schema_registry_url,
             "REDIS_URL": lane.connections.redis_url,
-            "BENCH_FAUST_APP_ID": f"rating-bench-{run_id}-{lane.name}",
+            "BENCH_FAUST_APP_ID": app_id,
             "BENCH_TOPIC_SUFFIX": lane.suffix,
             "BENCH_FAUST_DIR": str(work),
             "BENCH_FAUST_GUARANTEE": guarantee}

@@ -14,7 +14,6 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -78,15 +77,17 @@ def run_benchmark(connections: Connections, config: BenchConfig,
                           base.topics.with_suffix(f"-bench-{run_id}-input"))
     records = encode(generate(base.workload_file, config.events, config.seed),
                      codecs.event_encoder)
-    expected, engine = dry_run(records, codecs, catalog,
-                               timedelta(days=base.processor.dedup_window_days))
+    expected, engine = dry_run(records, codecs, catalog, base)
     say(f"expected: {expected}")
     report = Report(run_id=run_id, config=config, settings=base, expected=expected,
                     engine=engine)
     try:
-        for contender in config.contenders:
-            report.results.extend(_run(contender, connections, run_id, config, catalog, base,
-                                       records, expected, say))
+        for index, contender in enumerate(config.contenders):
+            # A contender listed twice gets a second lane: never reuse topics or groups.
+            lane_name = contender if contender not in config.contenders[:index] else \
+                f"{contender}{index}"
+            report.results.extend(_run(contender, lane_name, connections, run_id, config,
+                                       catalog, base, records, expected, say))
         if config.profile_path is not None:
             say(f"profiling the rating loop (untimed) into {config.profile_path}")
             lane = _fresh(connections, run_id, "profile", config, catalog, base, records)
@@ -104,10 +105,10 @@ def _lane(connections: Connections, run_id: str, name: str, config: BenchConfig,
     return open_lane(connections, run_id, name, config.batch_size, catalog, base.catalog_dir)
 
 
-def _run(contender: str, connections: Connections, run_id: str, config: BenchConfig,
-         catalog: Catalog, base: Settings, records: list[tuple[bytes, bytes]],
+def _run(contender: str, lane_name: str, connections: Connections, run_id: str,
+         config: BenchConfig, catalog: Catalog, base: Settings, records: list[tuple[bytes, bytes]],
          expected: Expected, say: Callable[[str], None]) -> list[Result]:
-    lane = _lane(connections, run_id, contender, config, catalog, base)
+    lane = _lane(connections, run_id, lane_name, config, catalog, base)
     publish_input(lane, records)
     say(f"{contender}: {len(records)} events published on {lane.settings.topics.events.name}")
     results: list[Result]
@@ -123,12 +124,12 @@ def _run(contender: str, connections: Connections, run_id: str, config: BenchCon
         results = [router, rater]
     else:
         results = faust_runner.run(lane, expected, config, run_id, say,
-                                   lambda name: _fresh(connections, run_id, name, config,
-                                                       catalog, base, records))
+                                   lambda name: _fresh(connections, run_id, f"{lane_name}-{name}",
+                                                       config, catalog, base, records))
     for result in results:
         say(f"{result.contender}: {result.processed} events in {result.seconds:.2f} s = "
-            f"{result.events_per_s:,.0f}/s; outputs {result.outputs} "
-            f"({'verified' if result.verified else 'NOT verified'})")
+            f"{result.events_per_s:,.0f}/s; outputs {result.outputs}; "
+            f"{'; '.join(result.mismatches) or 'verified'}")
     return results
 
 

@@ -14,7 +14,7 @@ from confluent_kafka import Message, TopicPartition
 
 from bench.clock import LoopClock, Timing
 from bench.lanes import Lane
-from bench.outputs import count_records
+from bench.outputs import read_outputs
 from bench.results import Result
 from bench.workload import Expected
 from stream.clients import processing_consumer, transactional_producer
@@ -85,22 +85,22 @@ def time_processor(lane: Lane, stages: Sequence[str], expected_records: int,
     return timing
 
 
-def count_roles(lane: Lane, roles: Sequence[str]) -> dict[str, int]:
-    """role -> committed records on the lane's topic of that role."""
-    names = {role: getattr(lane.settings.topics, role).name for role in roles}
-    counts = count_records(lane.connections, list(names.values()))
-    return {role: counts[name] for role, name in names.items()}
-
-
 def _result(contender: str, lane: Lane, timing: Timing, events: int, records_per_event: float,
             expected_outputs: dict[str, int]) -> Result:
     # The loop commits records of every topic it reads; the rate is in input events.
     processed = events if timing.complete else int(timing.committed / records_per_event)
+    outputs, twice = read_outputs(lane, list(expected_outputs))
     return Result(contender=contender, events=events, seconds=timing.seconds,
-                  complete=timing.complete, processed=processed,
-                  outputs=count_roles(lane, list(expected_outputs)),
-                  expected_outputs=expected_outputs,
+                  complete=timing.complete, processed=processed, outputs=outputs,
+                  expected_outputs=expected_outputs, rated_twice=twice,
                   extra={"batches": timing.batches, "records_committed": timing.committed})
+
+
+def rater_outputs(expected: Expected) -> dict[str, int]:
+    """role -> records the rater writes for this input (``dlq``: the router's too)."""
+    return {"rated": expected.rated, "rejected": expected.quota_rejected,
+            "quota_alerts": expected.alerts, "late": expected.late,
+            "dlq": expected.dead_letters}
 
 
 def pass_through(lane: Lane, expected: Expected, limit_s: float) -> Result:
@@ -115,8 +115,7 @@ def rating(lane: Lane, expected: Expected, limit_s: float) -> Result:
     timing = time_processor(lane, ("router", "rater"), records, limit_s)
     return _result("rating (router+rater)", lane, timing, expected.events,
                    records / expected.events,
-                   {"by_account": expected.routed, "rated": expected.rated,
-                    "late": expected.late, "dlq": expected.dead_letters})
+                   {"by_account": expected.routed, **rater_outputs(expected)})
 
 
 def router_only(lane: Lane, expected: Expected, limit_s: float) -> Result:
@@ -129,5 +128,4 @@ def rater_only(lane: Lane, expected: Expected, limit_s: float) -> Result:
     """The rater alone, on the account-keyed topic that ``router_only`` filled on this lane."""
     timing = time_processor(lane.with_group("rater"), ("rater",), expected.routed, limit_s)
     return _result("rater only", lane, timing, expected.routed, 1.0,
-                   {"rated": expected.rated, "late": expected.late,
-                    "dlq": expected.dead_letters})
+                   rater_outputs(expected))

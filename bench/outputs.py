@@ -1,14 +1,18 @@
-"""Counting committed records on output topics (read_committed, no decoding)."""
+"""Reading the contenders' output topics back: record counts, and no event rated twice."""
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Sequence
 
 from confluent_kafka import KafkaError, TopicPartition
 
+from bench.lanes import Lane
 from processors.errors import RatingError
-from stream.clients import reading_consumer
+from stream.clients import reading_consumer, registry_client
+from stream.readback import iter_records
+from stream.serde import SCHEMA_FILES, AvroDecoder
 from stream.settings import Connections
 
 OFFSET_BEGINNING = -2
@@ -65,3 +69,21 @@ def count_records(connections: Connections, topics: Sequence[str],
         return dict(counter.counts)
     finally:
         counter.close()
+
+
+def rated_twice(connections: Connections, topic: str, decoder: AvroDecoder) -> int:
+    """How many event ids the rated topic holds more than once (0: nothing billed twice)."""
+    seen = Counter(record.value["event_id"]
+                   for record in iter_records(connections, topic, decoder, timeout_s=120.0))
+    return sum(1 for count in seen.values() if count > 1)
+
+
+def read_outputs(lane: Lane, roles: Sequence[str]) -> tuple[dict[str, int], int]:
+    """(role -> committed records, event ids rated more than once) on the lane's topics."""
+    names = {role: getattr(lane.settings.topics, role).name for role in roles}
+    counts = count_records(lane.connections, list(names.values()))
+    twice = 0
+    if "rated" in names:
+        decoder = AvroDecoder(registry_client(lane.connections), SCHEMA_FILES["rated"])
+        twice = rated_twice(lane.connections, names["rated"], decoder)
+    return {role: counts[name] for role, name in names.items()}, twice

@@ -63,19 +63,28 @@ def print_report(report: Report, info: dict[str, Any], out: TextIO) -> None:
     out.write(header + "-" * (len(header) + 8) + "\n")
     for result in report.results:
         vs_base, rating_over = ratios(result, report)
-        check = "ok" if result.verified else ("capped" if result.processed else "FAILED")
+        check = "ok" if result.verified else (
+            "capped" if result.processed and not result.complete else "FAILED")
         out.write(f"{result.contender:<32} {result.processed:>8} {result.seconds:>8.2f} "
                   f"{result.events_per_s:>10,.0f} {_ratio(vs_base):>11} "
                   f"{_ratio(rating_over):>12}  {check}\n")
     engine = report.engine
     out.write(f"{'(engine only, no Kafka: reference)':<32} {engine.events:>8} "
               f"{engine.seconds:>8.2f} {engine.events / max(engine.seconds, 1e-9):>10,.0f}\n\n")
+    out.write("Outputs (committed records; expected from the dry run, where quota outcomes "
+              "follow the input order, not the pipeline's per-account interleaving):\n")
+    for result in report.results:
+        if result.outputs:
+            out.write(f"  {result.contender}: " + ", ".join(
+                f"{role} {count}" + ("" if result.expected_outputs.get(role) == count
+                                     else f" (expected {result.expected_outputs.get(role)})")
+                for role, count in result.outputs.items()) + "\n")
+    out.write("\n")
     for result in report.results:
         if result.note:
             out.write(f"note, {result.contender}: {result.note.splitlines()[0]}\n")
-        if not result.verified and result.processed:
-            out.write(f"outputs, {result.contender}: {result.outputs} expected "
-                      f"{result.expected_outputs}\n")
+        if result.mismatches and result.processed:
+            out.write(f"check, {result.contender}: {'; '.join(result.mismatches)}\n")
     for line in target_lines(report):
         out.write(line + "\n")
     out.flush()

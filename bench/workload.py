@@ -16,14 +16,15 @@ from pathlib import Path
 
 from processors.accounts import resolve_account
 from processors.catalog import Catalog
+from processors.catalog.model import MissingPolicy
 from processors.errors import EventRejected
 from processors.events import Origin, UsageEvent
-from processors.rating import Rated, rate
-from processors.state import RatingState
+from processors.pipeline import PartitionState, process_event
 from stream.codec import event_from_avro, rated_to_avro
 from stream.contracts import Codecs
 from stream.publisher import validate_event
 from stream.serde import AvroEncoder
+from stream.settings import Settings
 from stream.simulate import Workload, load_workload
 
 # The dry run is not read from a topic; its (never published) records say so.
@@ -32,11 +33,19 @@ DRY_RUN_ORIGIN = Origin(topic="bench-dry-run", partition=0, offset=0)
 
 @dataclass(frozen=True)
 class Expected:
-    """What a correct pipeline makes of the input, counted by outcome."""
+    """What a correct pipeline makes of the input, counted by outcome.
+
+    ``rated``, ``quota_rejected`` and ``alerts`` are for this input's order:
+    quotas (instance counts, attribute sums) depend on the order of an
+    account's events, which the pipeline re-interleaves when it re-keys by
+    account. Everything else does not depend on the order.
+    """
 
     events: int
     routed: int  # reach the account-keyed topic
     rated: int  # reach the rated topic
+    quota_rejected: int  # blocked by an agreement: to the rejected topic
+    alerts: int  # quota alerts
     late: int  # older than the dedup window: parked on the late topic, not rated
     skipped: int  # duplicates and non-billable operations: no output at all
     router_dead_letters: int
@@ -68,39 +77,41 @@ def encode(events: list[UsageEvent], encoder: AvroEncoder) -> list[tuple[bytes, 
 
 
 def dry_run(records: list[tuple[bytes, bytes]], codecs: Codecs, catalog: Catalog,
-            dedup_window: timedelta) -> tuple[Expected, EngineTiming]:
-    """Route and rate ``records`` in memory with one state, as the pipeline would.
+            settings: Settings) -> tuple[Expected, EngineTiming]:
+    """Route and process ``records`` in memory, in order, as RouterStage and RaterStage do.
 
-    One state for all accounts gives the same outcome counts as one state per
-    partition: the only state-dependent outcome is a duplicate, and an event and
-    its duplicate share an account, hence a partition.
+    One state for all accounts gives the same outcomes as one per partition:
+    the state is per account, and an account's events all go to one partition.
     """
-    state = RatingState(dedup_window=dedup_window)
-    routed = rated = late = skipped = router_dead = rater_dead = 0
+    state = PartitionState(dedup_window=timedelta(days=settings.processor.dedup_window_days))
+    policy = MissingPolicy(settings.processor.no_agreement)
+    counts = dict.fromkeys(("routed", "rated", "quota_rejected", "alerts", "late", "skipped",
+                            "router_dead_letters", "rater_dead_letters"), 0)
     started = time.perf_counter()
     for _key, value in records:
         try:
             event = event_from_avro(codecs.event_decoder.decode(value))
             resolve_account(event, catalog)
         except EventRejected:
-            router_dead += 1
+            counts["router_dead_letters"] += 1
             continue
-        routed += 1
-        if state.is_late(event.event_time):  # as RaterStage does, before rating
-            late += 1
+        counts["routed"] += 1
+        if state.is_late(event.event_time):
+            counts["late"] += 1
             continue
         try:
-            outcome = rate(event, DRY_RUN_ORIGIN, catalog, state, datetime.now(UTC))
+            outcome = process_event(event, DRY_RUN_ORIGIN, catalog, state, datetime.now(UTC),
+                                    policy)
         except EventRejected:
-            rater_dead += 1
+            counts["rater_dead_letters"] += 1
             continue
-        if isinstance(outcome, Rated):
-            codecs.rated_encoder.encode(rated_to_avro(outcome.record))
-            rated += 1
+        counts["alerts"] += len(outcome.alerts)
+        if outcome.quota_rejection is not None:
+            counts["quota_rejected"] += 1
+        elif outcome.rated is not None:
+            codecs.rated_encoder.encode(rated_to_avro(outcome.rated))
+            counts["rated"] += 1
         else:
-            skipped += 1
+            counts["skipped"] += 1
     seconds = time.perf_counter() - started
-    expected = Expected(events=len(records), routed=routed, rated=rated, late=late,
-                        skipped=skipped,
-                        router_dead_letters=router_dead, rater_dead_letters=rater_dead)
-    return expected, EngineTiming(events=len(records), seconds=seconds)
+    return Expected(events=len(records), **counts), EngineTiming(len(records), seconds)

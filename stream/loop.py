@@ -91,6 +91,22 @@ class AssignmentListener(Protocol):
         ...
 
 
+class StatelessStage:
+    """The state hooks of a stage that keeps no state: all no-ops."""
+
+    def end_batch(self) -> Iterable[Output]:
+        return ()
+
+    def assigned(self, partitions: Sequence[TopicPartition]) -> None:
+        return None
+
+    def revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        return None
+
+    def abort_batch(self) -> None:
+        return None
+
+
 class ExactlyOnceLoop:
     def __init__(self, consumer: Consumer, producer: Producer, stages: Sequence[Stage],
                  batch_size: int, batch_timeout_s: float,

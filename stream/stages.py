@@ -24,7 +24,7 @@ from stream import metrics
 from stream.codec import alert_to_avro, event_from_avro, rated_to_avro
 from stream.contracts import Codecs
 from stream.dead_letters import dead_letter
-from stream.loop import Output
+from stream.loop import Output, StatelessStage
 from stream.messages import origin_of
 from stream.serde import SerdeError
 from stream.settings import Topics
@@ -33,7 +33,7 @@ from stream.state_store import ChangelogStateStore, partitions_of
 ACCOUNT_HEADER = "rating-account"
 
 
-class _DecodingStage:
+class _DecodingStage(StatelessStage):
     name = "stage"
 
     def __init__(self, codecs: Codecs, topics: Topics, clock: Callable[[], datetime]):
@@ -55,19 +55,6 @@ class _DecodingStage:
                            text=rejection.message,
                            event_id=event.event_id if event else None, now=self._clock(),
                            details=rejection.details)
-
-    # Stateless by default.
-    def end_batch(self) -> Iterable[Output]:
-        return ()
-
-    def assigned(self, partitions: Sequence[TopicPartition]) -> None:
-        return None
-
-    def revoked(self, partitions: Sequence[TopicPartition]) -> None:
-        return None
-
-    def abort_batch(self) -> None:
-        return None
 
 
 class RouterStage(_DecodingStage):
