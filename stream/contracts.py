@@ -39,15 +39,22 @@ def build_codecs(client: SchemaRegistryClient, topics: Topics) -> Codecs:
     def encoder(role: str) -> AvroEncoder:
         return AvroEncoder(ids[f"{getattr(topics, role).name}-value"], SCHEMA_FILES[role])
 
+    def decoder(role: str, *topic_roles: str) -> AvroDecoder:
+        decoder = AvroDecoder(client, SCHEMA_FILES[role])
+        for topic_role in (role, *topic_roles):
+            decoder.remember(ids[f"{getattr(topics, topic_role).name}-value"],
+                             SCHEMA_FILES[topic_role])
+        return decoder
+
     return Codecs(
         event_encoder=encoder("events"),
-        event_decoder=AvroDecoder(client, SCHEMA_FILES["events"]),
+        event_decoder=decoder("events", "by_account"),
         rated_encoder=encoder("rated"),
-        rated_decoder=AvroDecoder(client, SCHEMA_FILES["rated"]),
+        rated_decoder=decoder("rated"),
         dead_letter_encoder=encoder("dlq"),
         rejected_encoder=encoder("rejected"),
         late_encoder=encoder("late"),
-        dead_letter_decoder=AvroDecoder(client, SCHEMA_FILES["dlq"]),
+        dead_letter_decoder=decoder("dlq", "rejected", "late"),
         alert_encoder=encoder("quota_alerts"),
-        alert_decoder=AvroDecoder(client, SCHEMA_FILES["quota_alerts"]),
+        alert_decoder=decoder("quota_alerts"),
     )

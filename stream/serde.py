@@ -86,6 +86,11 @@ class AvroDecoder:
         self._reader = parsed_schema(reader_file)
         self._writers: dict[int, Any] = {}
 
+    def remember(self, schema_id: int, file_name: str) -> None:
+        """Seed the cache with a schema we registered ourselves: records written with our
+        own schemas decode even while the registry is unreachable."""
+        self._writers[schema_id] = parsed_schema(file_name)
+
     def decode(self, data: bytes | None) -> dict[str, Any]:
         if data is None or len(data) < _HEADER.size:
             raise SerdeError(f"value of {0 if data is None else len(data)} bytes is too short "
