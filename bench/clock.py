@@ -29,6 +29,7 @@ class Timing:
     seconds: float  # first batch start to the commit that completed the input
     committed: int  # input records committed in that time
     batches: int
+    in_batches_s: float  # of ``seconds``: inside batches (the rest: consume(), between batches)
     complete: bool  # False: the time limit stopped the run first
 
 
@@ -59,6 +60,7 @@ class LoopClock:
         self._finished: float | None = None
         self._committed = 0
         self._batches = 0
+        self._busy = 0.0
         self._thread = threading.Thread(target=self._watch, name="bench-clock", daemon=True)
 
     def start(self) -> None:
@@ -70,7 +72,7 @@ class LoopClock:
         end = self._finished if self._finished is not None else time.perf_counter()
         seconds = 0.0 if self._started is None else end - self._started
         return Timing(seconds=seconds, committed=self._committed, batches=self._batches,
-                      complete=self._finished is not None)
+                      in_batches_s=self._busy, complete=self._finished is not None)
 
     def _watch(self) -> None:
         deadline = time.perf_counter() + self._limit_s
@@ -80,9 +82,11 @@ class LoopClock:
             records, batches = _sum_and_count(metrics.BATCH_SIZE)
             self._committed = int(records - self._records0)
             self._batches = int(batches - self._batches0)
-            if self._started is None and self._batches > 0:
+            if self._batches > 0:
                 busy, _ = _sum_and_count(metrics.BATCH_SECONDS)
-                self._started = now - (busy - self._seconds0)
+                self._busy = busy - self._seconds0
+                if self._started is None:
+                    self._started = now - self._busy
             if self._committed >= self._expected:
                 self._finished = now
                 self._stop.set()

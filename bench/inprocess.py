@@ -93,7 +93,8 @@ def _result(contender: str, lane: Lane, timing: Timing, events: int, records_per
     return Result(contender=contender, events=events, seconds=timing.seconds,
                   complete=timing.complete, processed=processed, outputs=outputs,
                   expected_outputs=expected_outputs, rated_twice=twice,
-                  extra={"batches": timing.batches, "records_committed": timing.committed})
+                  extra={"batches": timing.batches, "records_committed": timing.committed,
+                         "in_batches_s": round(timing.in_batches_s, 3)})
 
 
 def rater_outputs(expected: Expected) -> dict[str, int]:

@@ -31,7 +31,7 @@ def method(report: Report, versions: dict[str, str], machine: dict[str, Any]) ->
         "machine": {**machine, "python": platform.python_version(), **versions},
         "timed": "first batch in hand -> commit of the batch completing the input "
                  "(in-process, from the loop's own batch metrics); faust: first event in "
-                 "its router agent -> all expected outputs committed and visible",
+                 "its router agent -> its group caught up on both input topics",
         "not_timed": "topic creation, publishing, catalog load, group join, state restore",
         "order": "one contender at a time, each on fresh topics, single process each",
         "faust_cap_s": report.config.faust_cap_s,
@@ -132,7 +132,8 @@ def print_profile(report: Report, path: Path | None, out: TextIO, rows: int = 10
         return
     out.write(f"\nRating loop under cProfile ({path}): {profile['batch_seconds']:.2f} s in "
               f"batches, {profile['consume_seconds']:.2f} s in consume().\n"
-              "Where batch time goes (cumulative; indented rows are part of the row above):\n")
+              "Where the time goes, as a share of batch time (cumulative; indented rows are\n"
+              "part of the row above; 'outside batches' rows come on top):\n")
     for part in profile["breakdown"]:
         out.write(f"  {part['share_of_batch']:>6.1%}  {part['seconds']:>7.2f} s  {part['part']}\n")
     out.write("Top functions by own time, as a share of batch time:\n")

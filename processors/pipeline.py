@@ -8,7 +8,6 @@ through every step (a rejection anywhere leaves the state as it was).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -79,16 +78,15 @@ def process_event(event: UsageEvent, origin: Origin, catalog: Catalog,
     decision = _quota_decision(event, catalog, state.quota, now, no_agreement)
     if decision is not None and not decision.allowed:
         return EventOutcome(quota_rejection=decision.rejection)
-    outcome = rate(event, origin, catalog, state.rating, now)  # raises: nothing applied
+    missing = None if decision is None or decision.missing is None else str(decision.missing)
+    outcome = rate(event, origin, catalog, state.rating, now, checked_fingerprint=fingerprint,
+                   quota_note=missing)  # raises: nothing applied
     alerts: tuple[QuotaAlert, ...] = ()
     if decision is not None:
         state.quota.apply(decision)
         alerts = decision.alerts
     if isinstance(outcome, Rated):
-        record = outcome.record
-        if decision is not None and decision.missing is not None:
-            record = dataclasses.replace(record, quota_note=str(decision.missing))
-        return EventOutcome(rated=record, alerts=alerts)
+        return EventOutcome(rated=outcome.record, alerts=alerts)
     if decision is not None and decision.change is not None:
         state.rating.remember(event.event_id, fingerprint, event.event_time)
     return EventOutcome(skipped=outcome.reason, alerts=alerts)

@@ -66,27 +66,35 @@ def rate(
     catalog: Catalog,
     state: RatingState,
     rated_at: datetime,
+    *,
+    checked_fingerprint: str | None = None,
+    quota_note: str | None = None,
 ) -> RatingOutcome:
     """Rate ``event`` and record it in ``state``; raises ``EventRejected`` when it cannot.
 
     Callers park events for which ``state.is_late(event.event_time)`` holds
     instead of rating them: their id may have left the dedup window and their
-    month's tiers and credit may have been dropped.
+    month's tiers and credit may have been dropped. A caller that has already
+    checked the event against the dedup window passes its fingerprint as
+    ``checked_fingerprint`` (the check is not repeated); ``quota_note`` goes on
+    the record.
     """
-    fingerprint = payload_fingerprint(event)
-    verdict = state.dedup.check(event.event_id, fingerprint)
-    if verdict is Verdict.DUPLICATE:
-        return Skipped(DUPLICATE)
-    if verdict is Verdict.CONFLICT:
-        raise EventRejected(
-            ReasonCode.DUPLICATE_CONFLICT,
-            f"event {event.event_id}: this id was already rated with a different payload",
-            {"event_id": event.event_id},
-        )
+    fingerprint = checked_fingerprint
+    if fingerprint is None:
+        fingerprint = payload_fingerprint(event)
+        verdict = state.dedup.check(event.event_id, fingerprint)
+        if verdict is Verdict.DUPLICATE:
+            return Skipped(DUPLICATE)
+        if verdict is Verdict.CONFLICT:
+            raise EventRejected(
+                ReasonCode.DUPLICATE_CONFLICT,
+                f"event {event.event_id}: this id was already rated with a different payload",
+                {"event_id": event.event_id},
+            )
     priced = _price(event, catalog, state)
     if priced is None:
         return Skipped(NOT_BILLABLE)
-    record = priced.record(origin, rated_at, catalog.version)
+    record = priced.record(origin, rated_at, catalog.version, quota_note)
     # The only write, after every step that can reject has passed.
     state.apply(priced.change(fingerprint))
     return Rated(record)
@@ -148,7 +156,8 @@ class _Priced:
             credit=self.credit.used_after,
         )
 
-    def record(self, origin: Origin, rated_at: datetime, catalog_version: str) -> RatedUsage:
+    def record(self, origin: Origin, rated_at: datetime, catalog_version: str,
+               quota_note: str | None = None) -> RatedUsage:
         where = self.where
         return RatedUsage(
             event=self.event,
@@ -177,6 +186,7 @@ class _Priced:
             tiers=self.charge.tiers,
             minimum_charge_applied=self.minimum_applied,
             memo=memo(self.event, where.table),
+            quota_note=quota_note,
         )
 
 

@@ -24,7 +24,19 @@ Served per process on ``/metrics`` by stream/observability.py (``--metrics-port`
 
 from __future__ import annotations
 
+from functools import cache
+from typing import TypeVar
+
 from prometheus_client import Counter, Gauge, Histogram
+
+MetricT = TypeVar("MetricT", Counter, Gauge, Histogram)
+
+
+@cache
+def labelled(metric: MetricT, *values: str) -> MetricT:
+    """``metric.labels(*values)``, looked up once per label combination: the per-event
+    path calls this several times per record, and labels() is not cheap."""
+    return metric.labels(*values)
 
 EVENTS_CONSUMED = Counter("rating_events_consumed_total", "Records consumed, by stage.",
                           ["stage"])

@@ -70,7 +70,7 @@ class RouterStage(_DecodingStage):
         return [self._topics.events.name]
 
     def process(self, message: Message) -> Iterable[Output]:
-        metrics.EVENTS_CONSUMED.labels(stage=self.name).inc()
+        metrics.labelled(metrics.EVENTS_CONSUMED, self.name).inc()
         event = None
         try:
             event = self._decode(message)
@@ -101,7 +101,7 @@ class RaterStage(_DecodingStage):
         return [self._topics.by_account.name]
 
     def process(self, message: Message) -> Iterable[Output]:
-        metrics.EVENTS_CONSUMED.labels(stage=self.name).inc()
+        metrics.labelled(metrics.EVENTS_CONSUMED, self.name).inc()
         event = None
         try:
             event = self._decode(message)
@@ -124,14 +124,15 @@ class RaterStage(_DecodingStage):
 
     def _rated(self, rated: RatedUsage) -> Output:
         event = rated.event
-        metrics.EVENTS_RATED.labels(currency=rated.currency).inc()
+        metrics.labelled(metrics.EVENTS_RATED, rated.currency).inc()
         metrics.END_TO_END_SECONDS.observe(
             max(0.0, (self._clock() - event.event_time).total_seconds()))
         provider = rated.event.provider or "-"
-        metrics.AMOUNT_RATED.labels(kind="net", currency=rated.currency,
-                                    provider=provider).inc(float(rated.net_amount))
-        metrics.AMOUNT_RATED.labels(kind="gross", currency=rated.currency,
-                                    provider=provider).inc(float(rated.gross_amount))
+        # Label order: kind, currency, provider.
+        metrics.labelled(metrics.AMOUNT_RATED, "net", rated.currency, provider).inc(
+            float(rated.net_amount))
+        metrics.labelled(metrics.AMOUNT_RATED, "gross", rated.currency, provider).inc(
+            float(rated.gross_amount))
         return Output(topic=self._topics.rated.name, key=rated.account_id.encode(),
                       value=self._codecs.rated_encoder.encode(rated_to_avro(rated)))
 
