@@ -14,10 +14,11 @@ that much; that is what faust's exactly-once costs in latency and is counted.
 A run that has not finished after ``faust_cap_s`` of processing is stopped,
 and its rate taken over what it committed by then: the offsets the group
 committed on the account-keyed topic (the rater's input), as a share of all
-its records, times the events. (Transaction markers make that share a
-fraction of a percent too high.) If exactly-once does not
-work at all, the error is reported and the run repeated at at_least_once on
-fresh topics, labelled as such.
+its records, times the events (transaction markers make that share a
+fraction of a percent too high).
+
+If exactly-once does not work at all, the error is reported and the run
+repeated at at_least_once on fresh topics, labelled as such.
 """
 
 from __future__ import annotations

@@ -33,6 +33,20 @@ def _add_produce(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     produce.set_defaults(handler=commands.produce)
 
 
+def _add_catalog(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    catalog = sub.add_parser(
+        "catalog", help="validate, load (publish), show or diff the catalog",
+        description="diff exits 0 when the versions are the same, 1 when they differ, "
+        "2 on error (like diff(1)).")
+    catalog.add_argument("action", choices=["validate", "load", "show", "diff"])
+    catalog.add_argument("--dir", type=Path, default=None,
+                         help="catalog folder (default: catalog_dir from the settings)")
+    catalog.add_argument("--against", type=Path, default=None, metavar="OLD_DIR",
+                         help="diff: compare with this folder instead of the version "
+                         "published on the catalog topic")
+    catalog.set_defaults(handler=commands.catalog)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rating", description="Real-time usage rating on Kafka: stack, catalog, "
@@ -56,11 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("schemas", help="register every topic's Avro schema (BACKWARD)"
                    ).set_defaults(handler=commands.schemas)
 
-    catalog = sub.add_parser("catalog", help="validate, load (publish) or show the catalog")
-    catalog.add_argument("action", choices=["validate", "load", "show"])
-    catalog.add_argument("--dir", type=Path, default=None,
-                         help="catalog folder (default: catalog_dir from the settings)")
-    catalog.set_defaults(handler=commands.catalog)
+    _add_catalog(sub)
 
     process = sub.add_parser("process", help="run the router and/or rater (exactly once)")
     process.add_argument("--stages", default="router,rater",

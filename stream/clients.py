@@ -10,13 +10,17 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from stream.settings import Connections
 
+REGISTRY_TIMEOUT_S = 10
+
 
 def admin_client(connections: Connections) -> AdminClient:
     return AdminClient({"bootstrap.servers": connections.kafka_bootstrap})
 
 
 def registry_client(connections: Connections) -> SchemaRegistryClient:
-    return SchemaRegistryClient({"url": connections.schema_registry_url})
+    # Without a timeout an unanswering registry (a dropped SYN) blocks a call forever.
+    return SchemaRegistryClient({"url": connections.schema_registry_url,
+                                 "timeout": REGISTRY_TIMEOUT_S})
 
 
 def transactional_producer(connections: Connections, transactional_id: str,

@@ -10,17 +10,20 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from processors.catalog import load_catalog_dir
+from processors.catalog import Catalog, load_catalog_dir
+from processors.catalog.diff import diff_catalogs
 from processors.errors import RatingError
 from stream import stack as local_stack
-from stream.catalog_feed import publish_catalog
-from stream.clients import admin_client, idempotent_producer, registry_client
+from stream.catalog_feed import CatalogFeed, publish_catalog
+from stream.clients import admin_client, idempotent_producer, reading_consumer, registry_client
 from stream.contracts import build_codecs, register_all
 from stream.processor import RunOptions, run_processor
 from stream.publisher import UsagePublisher, new_event
 from stream.readback import iter_records
 from stream.settings import Settings, connections_from_env, load_settings
 from stream.topics import ensure_topics
+
+CATALOG_READ_TIMEOUT_S = 15.0
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -67,6 +70,8 @@ def catalog(args: argparse.Namespace) -> int:
     settings = _settings(args)
     directory = args.dir or settings.catalog_dir
     loaded = load_catalog_dir(directory)
+    if args.action == "diff":
+        return _catalog_diff(settings, args.against, loaded)
     if args.action == "validate":
         print(f"catalog {directory} is valid: version {loaded.version}")
     elif args.action == "load":
@@ -87,6 +92,28 @@ def catalog(args: argparse.Namespace) -> int:
                   f"{'/'.join(table.operations)} {table.pricing} {table.currency.code} "
                   f"groups {','.join(table.rate_groups)}")
     return 0
+
+
+def _catalog_diff(settings: Settings, against: Path | None, new: Catalog) -> int:
+    """Print what changed from the published version (or ``against``); 0 same, 1 changed."""
+    if against is not None:
+        old, where = load_catalog_dir(against), str(against)
+    else:
+        topic = settings.topics.catalog.name
+        feed = CatalogFeed(reading_consumer(connections_from_env()), topic)
+        try:
+            old = feed.wait_for_catalog(timeout_s=CATALOG_READ_TIMEOUT_S)
+        finally:
+            feed.close()
+        where = f"the version published on {topic}"
+    lines = diff_catalogs(old, new)
+    if not lines:
+        print(f"no changes: version {new.version} is the same as {where}")
+        return 0
+    print(f"changes from {where} (version {old.version}) to version {new.version}:")
+    for line in lines:
+        print(f"  {line}")
+    return 1
 
 
 def process(args: argparse.Namespace) -> int:

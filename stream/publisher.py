@@ -26,6 +26,7 @@ from typing import Self
 
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from processors.errors import EventRejected, RatingError
 from processors.events import AttributeValue, UsageEvent
@@ -81,13 +82,25 @@ class UsagePublisher:
         schema_id = register(registry, topic, SCHEMA_FILES["events"])
         self._encoder = AvroEncoder(schema_id, SCHEMA_FILES["events"])
         self._failures: list[str] = []
+        self._broker = "the broker"  # its address when connect() made the producer
         self.delivered = 0
 
     @classmethod
     def connect(cls, connections: Connections | None = None, topic: str | None = None) -> Self:
         connections = connections or connections_from_env()
         topic = topic or load_settings().topics.events.name
-        return cls(idempotent_producer(connections), registry_client(connections), topic)
+        producer = idempotent_producer(connections, **{"message.timeout.ms": 30_000})
+        registry_url = connections.schema_registry_url
+        try:
+            publisher = cls(producer, registry_client(connections), topic)
+        except SchemaRegistryError as exc:
+            raise PublishError(f"the schema registry at {registry_url} refused the event "
+                               f"schema for {topic}: {exc}") from None
+        except Exception as exc:  # connection refused, DNS, timeouts (httpx transport errors)
+            raise PublishError(f"the schema registry at {registry_url} is unreachable "
+                               f"({type(exc).__name__}: {exc})") from None
+        publisher._broker = connections.kafka_bootstrap
+        return publisher
 
     def publish(self, event: UsageEvent) -> None:
         """Queue one event; delivery is confirmed by flush() (or leaving the with-block)."""
@@ -102,11 +115,12 @@ class UsagePublisher:
         """Wait for every queued event; the number delivered so far, or PublishError."""
         remaining = self._producer.flush(timeout_s)
         if remaining:
-            raise PublishError(f"{remaining} events not confirmed by the broker within "
-                               f"{timeout_s} s")
+            raise PublishError(f"{remaining} events not confirmed within {timeout_s} s: is "
+                               f"Kafka at {self._broker} reachable?")
         if self._failures:
             failures, self._failures = self._failures, []
-            raise PublishError(f"{len(failures)} events failed: {failures[:5]}")
+            raise PublishError(f"{len(failures)} events not delivered to Kafka at "
+                               f"{self._broker}: {failures[:5]}")
         return self.delivered
 
     def _produce(self, key: bytes | None, value: bytes, event_id: str) -> None:

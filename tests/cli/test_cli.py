@@ -1,0 +1,170 @@
+"""The `rating` CLI run as a user runs it: real subprocesses, real exit codes.
+
+Error paths need no services; the main paths (marked integration) run against
+the session's live Kafka, registry and Redis on topics of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from stream.settings import REPO_ROOT, Connections
+
+EXAMPLE = REPO_ROOT / "config" / "catalog"
+SUBCOMMANDS = {
+    "stack": "--with", "topics": "--help", "schemas": "--help", "catalog": "--against",
+    "process": "--idle-exit", "produce": "--item-type", "simulate": "--events",
+    "sink": "--replay", "tail": "--follow", "demo": "--keep-running",
+}
+
+
+def rating(*args: str, env: dict[str, str] | None = None,
+           timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "stream.cli", *args], cwd=REPO_ROOT,
+                          env=env or dict(os.environ), capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def _copy(tmp_path: Path, name: str) -> Path:
+    target = tmp_path / name
+    shutil.copytree(EXAMPLE, target)
+    return target
+
+
+def test_help_lists_every_command() -> None:
+    result = rating("--help")
+    assert result.returncode == 0
+    for command in SUBCOMMANDS:
+        assert command in result.stdout
+
+
+@pytest.mark.parametrize(("command", "option"), SUBCOMMANDS.items())
+def test_subcommand_help_mentions_its_options(command: str, option: str) -> None:
+    result = rating(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert f"usage: rating {command}" in result.stdout
+    assert option in result.stdout
+
+
+def test_validate_broken_catalog_names_file_and_line(tmp_path: Path) -> None:
+    broken = _copy(tmp_path, "broken")
+    rates = broken / "rates-standard.yaml"
+    rates.write_text(rates.read_text().replace('rate: "25.00"}', 'rate: "abc"}'))
+    result = rating("catalog", "validate", "--dir", str(broken))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "rates-standard.yaml:18:" in lines[0]
+    assert "expected a decimal number, got 'abc'" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_validate_good_catalog() -> None:
+    result = rating("catalog", "validate", "--dir", str(EXAMPLE))
+    assert result.returncode == 0
+    assert "is valid: version" in result.stdout
+
+
+def test_produce_without_services_fails_fast_and_clearly() -> None:
+    port = _closed_port()
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
+           "SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{port}",
+           "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+    result = rating("produce", "--item-type", "HardDisk", "--item-id", "hd-1",
+                    "--operation", "Order", "--attr", "quantity=2", "--requester", "alice",
+                    "--home-ou", "eng/platform", env=env, timeout=60)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("rating produce: ")
+    assert f"127.0.0.1:{port}" in last
+    assert "unreachable" in last
+
+
+def test_produce_missing_flag_is_named() -> None:
+    result = rating("produce", "--item-type", "HardDisk", "--item-id", "hd-1",
+                    "--operation", "Order", "--requester", "alice")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "rating produce: missing --home-ou (or give --file)"
+
+
+def test_catalog_diff_of_two_folders(tmp_path: Path) -> None:
+    same, changed = _copy(tmp_path, "same"), _copy(tmp_path, "changed")
+    rates = changed / "rates-standard.yaml"
+    rates.write_text(rates.read_text().replace('rate: "25.00"}', 'rate: "26.00"}'))
+
+    identical = rating("catalog", "diff", "--dir", str(same), "--against", str(EXAMPLE))
+    assert identical.returncode == 0, identical.stderr
+    assert identical.stdout.startswith("no changes: version 2026.11-demo.1")
+
+    different = rating("catalog", "diff", "--dir", str(changed), "--against", str(same))
+    assert different.returncode == 1, different.stderr
+    assert "  rate table vm-standard: row VM-STD: rate 25.00 -> 26.00" in \
+        different.stdout.splitlines()
+
+
+def test_catalog_diff_against_a_broken_folder_is_an_error(tmp_path: Path) -> None:
+    broken = _copy(tmp_path, "broken")
+    (broken / "catalog.yaml").write_text("version: [\n")
+    result = rating("catalog", "diff", "--dir", str(EXAMPLE), "--against", str(broken))
+    assert result.returncode == 2
+    assert "catalog.yaml:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.integration
+def test_main_paths_against_the_live_stack(connections: Connections, tmp_path: Path) -> None:
+    suffix = f"-cli{uuid.uuid4().hex[:10]}"
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": connections.kafka_bootstrap,
+           "SCHEMA_REGISTRY_URL": connections.schema_registry_url,
+           "REDIS_URL": connections.redis_url, "RATING_TOPIC_SUFFIX": suffix,
+           "RATING_GROUP_ID": f"rating-cli{suffix}", "RATING_METRICS_PORT": "0"}
+
+    topics = rating("topics", env=env)
+    assert topics.returncode == 0, topics.stderr
+    assert f"usage.events{suffix}" in topics.stdout
+    assert "created" in topics.stdout
+
+    schemas = rating("schemas", env=env)
+    assert schemas.returncode == 0, schemas.stderr
+    assert f"usage.events{suffix}-value" in schemas.stdout
+
+    load = rating("catalog", "load", env=env)
+    assert load.returncode == 0, load.stderr
+    assert "catalog version 2026.11-demo.1 published" in load.stdout
+
+    diff = rating("catalog", "diff", "--dir", str(EXAMPLE), env=env)
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+    assert diff.stdout.startswith("no changes: version 2026.11-demo.1")
+
+    produce = rating("produce", "--item-type", "HardDisk", "--item-id", "hd-1",
+                     "--operation", "Order", "--attr", "quantity=2", "--attr", "model=text:x",
+                     "--requester", "alice", "--home-ou", "eng/platform", env=env)
+    assert produce.returncode == 0, produce.stderr
+    event_id = produce.stdout.split()[1]
+    assert produce.stdout.strip() == f"published {event_id} HardDisk/Order"
+
+    process = rating("process", "--idle-exit", "5", env=env, timeout=180)
+    assert process.returncode == 0, process.stderr[-2000:]
+
+    tail = rating("tail", "rated", env=env)
+    assert tail.returncode == 0, tail.stderr
+    rated = [json.loads(line) for line in tail.stdout.splitlines()]
+    assert [(r["event_id"], r["net_amount"]) for r in rated] == [(event_id, "20.00")]
