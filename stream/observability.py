@@ -177,9 +177,14 @@ class LagTracker:
             for item in committed:
                 if item.offset >= 0:
                     offset = item.offset
-                else:  # no committed offset: auto.offset.reset=earliest
-                    offset, _high = self._consumer.get_watermark_offsets(
-                        item, timeout=self._timeout_s, cached=False)
+                else:
+                    # No committed offset: auto.offset.reset=earliest. The cached low
+                    # watermark only: an uncached lookup is a broker round trip queued
+                    # behind the consumer's long-poll fetch (up to fetch.wait.max.ms per
+                    # partition), and this runs on the loop thread.
+                    offset, _high = self._consumer.get_watermark_offsets(item, cached=True)
+                    if offset is None or offset < 0:
+                        continue
                 self._starts[(item.topic, item.partition)] = offset
         return self._starts.get((tp.topic, tp.partition))
 
