@@ -1,7 +1,7 @@
 """`make bench`: exactly-once rating throughput vs pass-through and a faust agent, one run.
 
     python -m bench.run [--events 50000] [--contenders passthrough,rating,split,faust]
-                        [--json PATH] [--profile] [--faust-cap 60] [--keep-topics]
+                        [--json PATH] [--profile] [--faust-cap 300] [--keep-topics]
 
 Connections come from KAFKA_BOOTSTRAP_SERVERS and SCHEMA_REGISTRY_URL when
 set; otherwise from the local stack, started if needed (and stopped again
@@ -40,8 +40,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--contenders", default=",".join(CONTENDERS),
                         help=f"comma-separated, run in this order (default {','.join(CONTENDERS)})")
-    parser.add_argument("--faust-cap", type=float, default=60.0,
-                        help="seconds of faust processing before it is stopped (60)")
+    parser.add_argument("--faust-cap", type=float, default=300.0,
+                        help="seconds of faust processing before it is stopped (300)")
     parser.add_argument("--faust-guarantee", default="exactly_once",
                         choices=("exactly_once", "at_least_once"))
     parser.add_argument("--json", type=Path, default=None,
