@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,8 @@ from stream.contracts import build_codecs
 from stream.settings import Connections, Settings, load_settings
 
 log = logging.getLogger(__name__)
-CONTENDERS = ("passthrough", "rating", "split", "faust")
+AGREEMENTS_FILE = "agreements.yaml"
+CONTENDERS = ("passthrough", "rating", "rating-no-quota", "split", "faust")
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,9 @@ def _run(contender: str, lane_name: str, connections: Connections, run_id: str,
         results = [inprocess.pass_through(lane, expected, config.limit_s)]
     elif contender == "rating":
         results = [inprocess.rating(lane, expected, config.limit_s)]
+    elif contender == "rating-no-quota":
+        results = [_rating_without_agreements(connections, run_id, lane_name, config, base,
+                                              records, expected)]
     elif contender == "split":
         router = inprocess.router_only(lane, expected, config.limit_s)
         rater = (inprocess.rater_only(lane, expected, config.limit_s) if router.verified
@@ -133,6 +139,26 @@ def _run(contender: str, lane_name: str, connections: Connections, run_id: str,
             f"{result.events_per_s:,.0f}/s; outputs {result.outputs}; "
             f"{'; '.join(result.mismatches) or 'verified'}")
     return results
+
+
+def _rating_without_agreements(connections: Connections, run_id: str, lane_name: str,
+                               config: BenchConfig, base: Settings,
+                               records: list[tuple[bytes, bytes]], expected: Expected) -> Result:
+    """The same pipeline on the catalog minus its agreements: rating alone, so the cost of
+    quota shows as the difference to the "rating" row (quota + rating) of the same run."""
+    with tempfile.TemporaryDirectory(prefix="bench-catalog-") as scratch:
+        catalog_dir = Path(scratch)
+        for path in base.catalog_dir.glob("*.yaml"):
+            if path.name != AGREEMENTS_FILE:
+                shutil.copy(path, catalog_dir / path.name)
+        catalog = load_catalog_dir(catalog_dir)
+        if catalog.agreements:
+            raise ValueError(f"{base.catalog_dir}: agreements outside {AGREEMENTS_FILE}")
+        lane = open_lane(connections, run_id, f"{lane_name}-lane", config.batch_size, catalog,
+                         catalog_dir)
+    publish_input(lane, records)
+    result = inprocess.rating(lane, expected, config.limit_s)
+    return replace(result, contender="no-quota rating (router+rater, no agreements)")
 
 
 def _fresh(connections: Connections, run_id: str, name: str, config: BenchConfig,

@@ -21,9 +21,10 @@ from stream.settings import Connections
 
 pytestmark = pytest.mark.integration
 
-CONTENDERS = ("passthrough", "rating", *(("faust",) if os.environ.get("BENCH_SMOKE_FAUST")
+CONTENDERS = ("passthrough", "rating", "rating-no-quota", *(("faust",) if os.environ.get("BENCH_SMOKE_FAUST")
                                          else ()))
-LABELS = {"passthrough": "pass-through", "rating": "rating", "faust": "faust"}
+LABELS = {"passthrough": "pass-through", "rating": "rating", "rating-no-quota": "no-quota",
+          "faust": "faust"}
 
 
 def test_every_contender_processes_exactly_all_input_events(connections: Connections,
@@ -49,3 +50,7 @@ def test_every_contender_processes_exactly_all_input_events(connections: Connect
         assert result.outputs["dlq"] == expected.dead_letters
         assert result.outputs["rated"] > 0
         assert result.rated_twice == 0
+    by_label = {r.contender.split(" ")[0]: r for r in report.results}
+    # Without agreements nothing is blocked: more is rated, nothing lands on usage.rejected.
+    assert by_label["no-quota"].outputs.get("rejected", 0) == 0
+    assert by_label["no-quota"].outputs["rated"] >= by_label["rating"].outputs["rated"]
