@@ -27,7 +27,10 @@ default key prefix):
                  comma list in increasing order (``"80:notify,100:block"``); ""
                  when the quota is not in the catalog
   thresholds_fired  threshold percents alerted and not re-armed, increasing comma
-                 list (``"50,90"``); "" when none. The last one is the last alert.
+                 list (``"50,90"``); "" when none
+  last_alert_percent, last_alert_action, last_alert_at, last_alert_event
+                 the most recent alert of the quota (threshold, notify|block, when
+                 raised, the crossing event id); "" when it never alerted
   catalog_version   the catalog version limit/percent/thresholds come from
   updated_from   ``<topic>:<partition>:<offset>`` of the changelog record written
   ============== ===========================================================
@@ -133,9 +136,15 @@ def quota_fields(key: UsageKey, state: Mapping[str, Any], catalog: Catalog | Non
     used_text = str(state["used"])
     used = Decimal(used_text)
     fired = ",".join(str(p) for p in sorted(int(p) for p in state.get("fired", ())))
+    last = state.get("last_alert") or {}
     return {"account": key.account, "agreement": key.agreement, "quota": key.quota,
             "used": used_text, **catalog_fields(key, used, catalog),
-            "thresholds_fired": fired, "updated_from": origin}
+            "thresholds_fired": fired,
+            "last_alert_percent": str(last.get("percent", "")),
+            "last_alert_action": str(last.get("action", "")),
+            "last_alert_at": str(last.get("raised_at", "")),
+            "last_alert_event": str(last.get("event_id", "")),
+            "updated_from": origin}
 
 
 def origin_of(record: SinkRecord) -> str:

@@ -34,6 +34,7 @@ from processors.quota.model import (
     Holding,
     Instance,
     InstanceKey,
+    LastAlert,
     QuotaAlert,
     QuotaChange,
     QuotaDecision,
@@ -247,7 +248,7 @@ def _usage_after(
         fired, alerts = crossings(
             event, key, agreement.policy, current.fired, used, limit, raised_at
         )
-        result.append((key, QuotaUsage(used, fired), alerts))
+        result.append((key, QuotaUsage(used, fired, _last_alert(alerts, current)), alerts))
     return result
 
 
@@ -276,6 +277,14 @@ def _enforce(
                 limit=str(limit),
                 threshold_percent=str(threshold.percent),
             )
+
+
+def _last_alert(alerts: list[QuotaAlert], current: QuotaUsage) -> LastAlert | None:
+    """The highest threshold this event crossed, else the quota's previous last alert."""
+    if not alerts:
+        return current.last_alert
+    top = max(alerts, key=lambda alert: alert.threshold_percent)
+    return LastAlert(top.threshold_percent, top.action, top.raised_at, top.event_id)
 
 
 def _reject(reason: ReasonCode, event: UsageEvent, message: str, **details: str) -> EventRejected:

@@ -82,9 +82,20 @@ class Instance:
 
 
 @dataclass(frozen=True, slots=True)
+class LastAlert:
+    """The most recent alert of a quota: what the quota status view shows."""
+
+    percent: int
+    action: str
+    raised_at: datetime
+    event_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class QuotaUsage:
     used: Decimal
     fired: frozenset[int]  # threshold percents reached and alerted, not yet re-armed
+    last_alert: LastAlert | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ Values are compact JSON with decimals as strings; ``None`` is a tombstone
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from decimal import Decimal
 
 from processors.errors import RatingError
@@ -24,6 +25,7 @@ from processors.quota.model import (
     Holding,
     Instance,
     InstanceKey,
+    LastAlert,
     QuotaDecision,
     QuotaUsage,
     UsageKey,
@@ -69,7 +71,8 @@ class QuotaState:
                 self._instances[key] = instance
             self._dirty.add(key.encode())
         for usage_key, usage in change.usage:
-            if usage == UNUSED:
+            if usage.used == UNUSED.used and usage.fired == UNUSED.fired:
+                # Back at zero with nothing armed: the entry (and its last alert) goes.
                 self._usage.pop(usage_key, None)
             else:
                 self._usage[usage_key] = usage
@@ -98,7 +101,7 @@ class QuotaState:
             usage = self._usage.get(parsed)
             if usage is None:
                 return None
-            value = {"used": str(usage.used), "fired": sorted(usage.fired)}
+            value = _usage_value(usage)
         return json.dumps(value, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
     def load(self, key: str, value: bytes | None) -> None:
@@ -116,9 +119,29 @@ class QuotaState:
                 self._usage.pop(parsed, None)
             else:
                 fired = frozenset(int(p) for p in decoded["fired"])
-                self._usage[parsed] = QuotaUsage(Decimal(str(decoded["used"])), fired)
+                self._usage[parsed] = QuotaUsage(Decimal(str(decoded["used"])), fired,
+                                                 _last_alert(decoded.get("last_alert")))
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise QuotaStateError(f"quota state entry {key!r} is unreadable: {exc!r}") from None
+
+
+def _usage_value(usage: QuotaUsage) -> dict[str, object]:
+    value: dict[str, object] = {"used": str(usage.used), "fired": sorted(usage.fired)}
+    if usage.last_alert is not None:
+        alert = usage.last_alert
+        value["last_alert"] = {"percent": alert.percent, "action": alert.action,
+                               "raised_at": alert.raised_at.isoformat(),
+                               "event_id": alert.event_id}
+    return value
+
+
+def _last_alert(raw: object) -> LastAlert | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise TypeError(f"last_alert must be an object, got {raw!r}")
+    return LastAlert(int(raw["percent"]), str(raw["action"]),
+                     datetime.fromisoformat(str(raw["raised_at"])), str(raw["event_id"]))
 
 
 def _holding_value(holding: Holding) -> dict[str, str]:

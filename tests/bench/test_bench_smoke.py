@@ -21,8 +21,8 @@ from stream.settings import Connections
 
 pytestmark = pytest.mark.integration
 
-CONTENDERS = ("passthrough", "rating", "rating-no-quota", *(("faust",) if os.environ.get("BENCH_SMOKE_FAUST")
-                                         else ()))
+CONTENDERS = ("passthrough", "rating", "rating-no-quota",
+              *(("faust",) if os.environ.get("BENCH_SMOKE_FAUST") else ()))
 LABELS = {"passthrough": "pass-through", "rating": "rating", "rating-no-quota": "no-quota",
           "faust": "faust"}
 

@@ -3,10 +3,14 @@ a blocked operation is never billed, Delete gives quota back and re-arms."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
+import redis
 
+from sinks.quota_view import run_quota_view
 from stream.readback import read_all
 from tests.integration.events import NOVEMBER, vm
 from tests.integration.harness import Pipeline
@@ -67,3 +71,25 @@ def test_eng_platform_sub_agreement_alerts_blocks_and_releases(pipeline: Pipelin
     assert len(by_id) == len(alerts)
     final = [a for a in alerts if a["event_id"] == vm7.event_id and a["threshold_percent"] == 100]
     assert (final[0]["action"], final[0]["used"], final[0]["limit"]) == ("block", "32", "32")
+
+    # The quota status view in Redis, fed from the committed changelog.
+    prefix = f"rating-test-{pipeline.suffix}"
+    stop = threading.Event()
+    view = threading.Thread(target=run_quota_view, args=(pipeline.settings, pipeline.connections,
+                                                         stop), kwargs={"key_prefix": prefix})
+    view.start()
+    client = redis.Redis.from_url(pipeline.connections.redis_url, decode_responses=True)
+    key = f"{prefix}:quota:acct-eng:eng-platform:{SUB_VCPU}"
+    try:
+        deadline = time.monotonic() + 60
+        while client.hget(key, "used") != "32":
+            assert time.monotonic() < deadline, client.hgetall(key)
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        view.join(30)
+    status = client.hgetall(key)
+    assert (status["used"], status["limit"], status["percent"]) == ("32", "32", "100.00")
+    assert (status["last_alert_percent"], status["last_alert_action"],
+            status["last_alert_event"]) == ("100", "block", vm7.event_id)
+    assert status["thresholds_fired"] == "50,90,100"

@@ -64,12 +64,16 @@ def test_percent_without_a_limit_is_empty() -> None:
 
 
 def test_fields_of_a_sub_agreement_quota(catalog: Catalog) -> None:
-    fields = quota_fields(PLATFORM_VCPU, {"used": "24", "fired": [90, 50]}, catalog,
-                          "rater.changelog:3:17")
+    last = {"percent": 90, "action": "notify", "raised_at": "2026-11-03T10:05:00+00:00",
+            "event_id": "e-9"}
+    fields = quota_fields(PLATFORM_VCPU, {"used": "24", "fired": [90, 50], "last_alert": last},
+                          catalog, "rater.changelog:3:17")
     assert fields == {
         "account": "acct-eng", "agreement": "eng-platform", "quota": "VirtualMachine:sum:vcpu",
         "used": "24", "limit": "32", "percent": "75.00",
         "thresholds": "50:notify,90:notify,100:block", "thresholds_fired": "50,90",
+        "last_alert_percent": "90", "last_alert_action": "notify",
+        "last_alert_at": "2026-11-03T10:05:00+00:00", "last_alert_event": "e-9",
         "catalog_version": catalog.version, "updated_from": "rater.changelog:3:17",
     }
 
@@ -80,6 +84,7 @@ def test_fields_with_the_default_policy(catalog: Catalog) -> None:
     assert (fields["used"], fields["limit"], fields["percent"]) == ("3", "20", "15.00")
     assert fields["thresholds"] == "80:notify,100:block"
     assert fields["thresholds_fired"] == ""
+    assert (fields["last_alert_percent"], fields["last_alert_event"]) == ("", "")
 
 
 def test_a_quota_not_in_the_catalog_has_no_limit(catalog: Catalog) -> None:
