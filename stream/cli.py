@@ -106,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--follow", action="store_true")
     tail.set_defaults(handler=commands.tail)
 
+    bench = sub.add_parser("bench", help="throughput benchmark (source tree only): "
+                           "pass-through vs rating vs faust; `rating bench -- --help`")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER,
+                       help="arguments for bench.run, e.g. -- --events 20000")
+    bench.set_defaults(handler=commands.bench)
+
     demo = sub.add_parser("demo", help="make run: stack, catalog, processor, workload, summary")
     demo.add_argument("--events", type=int, default=5000)
     demo.add_argument("--seed", type=int, default=7)

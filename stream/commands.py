@@ -148,12 +148,13 @@ def _metrics_port(flag: int | None) -> tuple[int, bool]:
 
 
 def produce(args: argparse.Namespace) -> int:
-    settings, connections = _settings(args), connections_from_env()
+    # The events first: a wrong flag or file is reported before any connection is tried.
     if args.file:
         events = [_event_from_json(raw, f"{args.file}#{index}")
                   for index, raw in enumerate(_json_list(args.file))]
     else:
         events = [_event_from_flags(args)]
+    settings, connections = _settings(args), connections_from_env()
     with UsagePublisher.connect(connections, settings.topics.events.name) as publisher:
         for event in events:
             publisher.publish(event)
@@ -261,6 +262,16 @@ def tail(args: argparse.Namespace) -> int:
         print(json.dumps({"partition": record.partition, "offset": record.offset, **value},
                          default=str), flush=True)
     return 0
+
+
+def bench(args: argparse.Namespace) -> int:
+    try:
+        from bench.run import main as bench_main
+    except ImportError:
+        raise RatingError("the benchmark ships with the source tree, not the package: run "
+                          "`rating bench` from a checkout (make bench)") from None
+    forwarded = [arg for arg in args.bench_args if arg != "--"]
+    return bench_main(forwarded)
 
 
 def demo(args: argparse.Namespace) -> int:
