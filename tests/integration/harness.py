@@ -3,6 +3,7 @@ process that can be SIGKILLed, publishing and reading back."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -183,6 +184,13 @@ def money_state(state: PartitionState) -> dict[str, object]:
     """Tier positions, credit used and quota counters by state key, and how many instances
     each account holds per item type (which ones depends on the order, not how many)."""
     held = Counter(key.rsplit("|", 1)[0] for key in state.all_keys() if key.startswith("qi|"))
-    exact = {key: state.dump(key) for key in state.all_keys()
-             if not key.startswith(("seen|", "qi|"))}
+    exact: dict[str, object] = {key: state.dump(key) for key in state.all_keys()
+                                if not key.startswith(("seen|", "qi|", "qu|"))}
+    for key in state.all_keys():
+        if key.startswith("qu|"):
+            usage = json.loads(state.dump(key) or b"{}")
+            last = usage.pop("last_alert", None)
+            # Which event crossed last, and when, depends on order; the threshold does not.
+            usage["last_alert"] = None if last is None else (last["percent"], last["action"])
+            exact[key] = usage
     return {**exact, **{f"{prefix}|<count>": count for prefix, count in held.items()}}
