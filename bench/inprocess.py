@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 
-from confluent_kafka import Message, TopicPartition
+from confluent_kafka import Message
 
 from bench.clock import LoopClock, Timing
 from bench.lanes import Lane
@@ -18,11 +18,11 @@ from bench.outputs import read_outputs
 from bench.results import Result
 from bench.workload import Expected
 from stream.clients import processing_consumer, transactional_producer
-from stream.loop import ExactlyOnceLoop, Output
+from stream.loop import ExactlyOnceLoop, Output, StatelessStage
 from stream.processor import RunOptions, run_processor
 
 
-class PassThroughStage:
+class PassThroughStage(StatelessStage):
     """Forwards each record's key and bytes unchanged: the loop's own cost and nothing else."""
 
     name = "pass-through"
@@ -37,18 +37,6 @@ class PassThroughStage:
 
     def process(self, message: Message) -> Iterable[Output]:
         return (Output(topic=self._target, key=message.key(), value=message.value()),)
-
-    def end_batch(self) -> Iterable[Output]:
-        return ()
-
-    def assigned(self, partitions: Sequence[TopicPartition]) -> None:
-        return None
-
-    def revoked(self, partitions: Sequence[TopicPartition]) -> None:
-        return None
-
-    def abort_batch(self) -> None:
-        return None
 
 
 def time_pass_through(lane: Lane, expected_records: int, limit_s: float) -> Timing:

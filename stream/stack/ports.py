@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import urllib.error
+import urllib.request
 from collections.abc import Collection
 
 from stream.stack.errors import StackError
@@ -47,6 +49,15 @@ def ensure_free(port: int, component: str) -> None:
             f"{component}: port {port} on {LOOPBACK} is already in use; "
             f"stop whatever listens there or let the stack pick a free port"
         )
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """True when GET ``url`` answers 200 (readiness probes of HTTP services)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status) == 200
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
 
 
 def accepts_connections(port: int, timeout: float = 0.5) -> bool:

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
 from stream.stack import procs
 from stream.stack.downloads import debian_binary
-from stream.stack.ports import LOOPBACK
+from stream.stack.ports import LOOPBACK, http_ok
 from stream.stack.service import Context, PortPicker, Record, Service
 
 SCRAPE_JOB = "usage-rating"
@@ -38,11 +36,7 @@ def write_targets(path: Path, targets: Sequence[str], labels: dict[str, str] | N
 
 
 def prometheus_answers(url: str, timeout: float = 2.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/-/ready", timeout=timeout) as response:
-            return int(response.status) == 200
-    except (OSError, urllib.error.URLError, ValueError):
-        return False
+    return http_ok(f"{url}/-/ready", timeout)
 
 
 class PrometheusService(Service):

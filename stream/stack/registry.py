@@ -7,13 +7,11 @@ on each start for the same reason, so no topic outlives the schema ids in it.
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from typing import ClassVar
 
 from stream.stack import procs
 from stream.stack.downloads import apicurio_jar
-from stream.stack.ports import LOOPBACK
+from stream.stack.ports import LOOPBACK, http_ok
 from stream.stack.service import Context, PortPicker, Record, Service, require_java
 
 CCOMPAT_PATH = "/apis/ccompat/v7"
@@ -21,11 +19,7 @@ CCOMPAT_PATH = "/apis/ccompat/v7"
 
 def registry_answers(url: str, timeout: float = 2.0) -> bool:
     """True when the Confluent-compatible API at ``url`` lists subjects."""
-    try:
-        with urllib.request.urlopen(f"{url}/subjects", timeout=timeout) as response:
-            return int(response.status) == 200
-    except (OSError, urllib.error.URLError, ValueError):
-        return False
+    return http_ok(f"{url}/subjects", timeout)
 
 
 class RegistryService(Service):
