@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
@@ -38,6 +38,7 @@ from stream.clients import processing_consumer
 from stream.settings import Connections
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 OFFSET_BEGINNING = -2
 
 SINK_UP = Gauge("rating_sink_up", "1 while the sink's store accepts writes, 0 during an outage.",
@@ -107,17 +108,36 @@ class SinkRunner:
     # -- writing -----------------------------------------------------------------
     def _write(self, records: Sequence[SinkRecord]) -> bool:
         """True once stored; False when the batch was dropped (rewound, or stopping)."""
+
+        def write() -> bool:
+            started = time.perf_counter()
+            self._sink.write_batch(records)
+            SINK_WRITE_SECONDS.labels(sink=self._sink.name).observe(
+                time.perf_counter() - started)
+            return True
+
+        try:
+            stored = self._while_store_down(write)
+        except StoreRewound as exc:
+            log.warning("sink %s: %s", self._sink.name, exc)
+            self._rewind()
+            return False
+        if stored is None:
+            return False  # stopping: nothing stored, nothing committed, resumes from the store
+        self.batches_written += 1
+        return True
+
+    def _while_store_down(self, call: Callable[[], T]) -> T | None:
+        """``call()``, retried with backoff while the store is unreachable (one log line and
+        sink_up 0 per outage); None when asked to stop first."""
         backoff = self._backoff_initial_s
         down_since: float | None = None
         while True:
-            started = time.perf_counter()
             try:
-                self._sink.write_batch(records)
-            except StoreRewound as exc:
-                self._mark_up(down_since)
-                log.warning("sink %s: %s", self._sink.name, exc)
-                self._rewind()
-                return False
+                result = call()
+            except StoreRewound:
+                self._mark_up(down_since)  # it answered: reachable, just behind
+                raise
             except self._transient as exc:
                 if down_since is None:
                     down_since = time.monotonic()
@@ -125,13 +145,11 @@ class SinkRunner:
                 self.retries += 1
                 SINK_RETRIES.labels(sink=self._sink.name).inc()
                 if self._stop.wait(backoff):
-                    return False  # nothing stored, nothing committed: resumes from the store
+                    return None
                 backoff = min(backoff * 2, self._backoff_max_s)
                 continue
-            SINK_WRITE_SECONDS.labels(sink=self._sink.name).observe(time.perf_counter() - started)
             self._mark_up(down_since)
-            self.batches_written += 1
-            return True
+            return result
 
     def _mark_down(self, exc: BaseException) -> None:
         SINK_UP.labels(sink=self._sink.name).set(0)
@@ -148,23 +166,7 @@ class SinkRunner:
 
     def _stored_offsets(self) -> dict[int, int] | None:
         """The store's offsets, retried while it is unreachable; None when stopping."""
-        backoff = self._backoff_initial_s
-        down_since: float | None = None
-        while True:
-            try:
-                offsets = self._sink.stored_offsets(self._topic)
-            except self._transient as exc:
-                if down_since is None:
-                    down_since = time.monotonic()
-                    self._mark_down(exc)
-                self.retries += 1
-                SINK_RETRIES.labels(sink=self._sink.name).inc()
-                if self._stop.wait(backoff):
-                    return None
-                backoff = min(backoff * 2, self._backoff_max_s)
-                continue
-            self._mark_up(down_since)
-            return offsets
+        return self._while_store_down(lambda: self._sink.stored_offsets(self._topic))
 
     def _rewind(self) -> None:
         offsets = self._stored_offsets()
