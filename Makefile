@@ -22,7 +22,7 @@ run: install
 ## make test: install, lint and type-check, stack up, every test, stack down.
 test: install lint typecheck
 	./deploy/ensure-compose-check.sh
-	$(RATING) stack up
+	$(RATING) stack up --with postgres
 	set -o pipefail; $(PY) -m pytest -q $(PYTEST_ARGS); status=$$?; \
 	  $(RATING) stack down; exit $$status
 
@@ -30,7 +30,7 @@ unit: install
 	$(PY) -m pytest -q tests/unit
 
 up: install
-	$(RATING) stack up
+	$(RATING) stack up --with postgres
 
 down: install
 	$(RATING) stack down
@@ -39,7 +39,7 @@ status: install
 	$(RATING) stack status
 
 lint: install
-	$(VENV)/bin/ruff check stream processors sinks tests bench
+	$(VENV)/bin/ruff check stream processors sinks api reports tests bench
 
 typecheck: install
 	$(VENV)/bin/mypy

@@ -1,8 +1,9 @@
 """Session services for integration tests.
 
-Services named by KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL / REDIS_URL win;
+Services named by KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL / REDIS_URL /
+POSTGRES_DSN win;
 else testcontainers when a Docker daemon answers; else the local stack
-(Kafka and Apicurio from Maven Central, Redis from Debian), started if needed.
+(Kafka and Apicurio from Maven Central, Redis and PostgreSQL from Debian), started if needed.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from tests.integration.harness import Pipeline
 
 @pytest.fixture(scope="session")
 def endpoints() -> Iterator[Endpoints]:
-    provided, cleanup = provide_endpoints({"kafka", "registry", "redis"})
+    provided, cleanup = provide_endpoints({"kafka", "registry", "redis", "postgres"})
     try:
         yield provided
     finally:
@@ -32,6 +33,13 @@ def connections(endpoints: Endpoints) -> Connections:
     return Connections(kafka_bootstrap=endpoints.kafka_bootstrap,
                        schema_registry_url=endpoints.schema_registry_url,
                        redis_url=endpoints.redis_url)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(endpoints: Endpoints) -> str:
+    """The session's PostgreSQL (POSTGRES_DSN, a container, or the local stack's)."""
+    assert endpoints.postgres_dsn, "the session services came up without PostgreSQL"
+    return endpoints.postgres_dsn
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""The REST API (FastAPI): billing history, aggregates, quota status, price estimates."""
