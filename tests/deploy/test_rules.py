@@ -19,6 +19,7 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
+from sinks import runner as sink_metrics
 from stream import metrics
 from stream.stack.downloads import cache_dir, debian_binary
 from stream.stack.prometheus import SCRAPE_JOB
@@ -27,6 +28,7 @@ from stream.stack.state import state_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS_FILE = ROOT / "deploy" / "prometheus" / "alerts.yml"
+ALERTS_TEST_FILE = ROOT / "deploy" / "prometheus" / "alerts.test.yml"
 PROMETHEUS_FILE = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 DASHBOARD_FILE = ROOT / "deploy" / "grafana" / "rating-dashboard.json"
 PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
@@ -50,9 +52,9 @@ def _promtool(binary: str, *args: str) -> None:
 
 
 def defined_series() -> set[str]:
-    """Every series name stream/metrics.py exposes."""
+    """Every series name stream/metrics.py and the sink runner expose."""
     names: set[str] = set()
-    for value in vars(metrics).values():
+    for value in [*vars(metrics).values(), *vars(sink_metrics).values()]:
         if isinstance(value, MetricWrapperBase):
             for described in value.describe():
                 names.update(described.name + suffix for suffix in SUFFIXES[described.type])
@@ -84,6 +86,16 @@ def test_promtool_accepts_the_alert_rules(promtool: str) -> None:
     _promtool(promtool, "check", "rules", str(ALERTS_FILE))
 
 
+def test_every_alert_fires_in_the_promtool_rule_tests(promtool: str) -> None:
+    """alerts.test.yml shows each rule firing on a synthetic series (and silent on a
+    healthy one); a rule without a firing case is untested."""
+    _promtool(promtool, "test", "rules", str(ALERTS_TEST_FILE))
+    cases = yaml.safe_load(ALERTS_TEST_FILE.read_text())["tests"]
+    fired = {check["alertname"] for case in cases for check in case["alert_rule_test"]
+             if check["exp_alerts"]}
+    assert {rule["alert"] for rule in _alert_rules()} - fired == set()
+
+
 def test_promtool_accepts_the_prometheus_config_with_its_rules(promtool: str) -> None:
     config = yaml.safe_load(PROMETHEUS_FILE.read_text())
     assert ALERTS_FILE.name in config.get("rule_files", [])
@@ -103,7 +115,7 @@ def test_alert_rules_use_only_defined_metrics_and_say_what_to_do() -> None:
     rules = _alert_rules()
     assert {rule["alert"] for rule in rules} >= {
         "RatingConsumerLagGrowing", "RatingDeadLetterRateHigh", "RatingNoCommits",
-        "RatingQuotaBlocksSpike"}
+        "RatingQuotaBlocksSpike", "RatingSinkStoreDown"}
     for rule in rules:
         used = set(METRIC_NAME.findall(rule["expr"]))
         assert used - series == set(), f"{rule['alert']}: unknown metrics {used - series}"
