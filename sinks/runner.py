@@ -59,8 +59,13 @@ class StoreRewound(RatingError):
 
 
 def sink_consumer(connections: Connections, group_id: str, **overrides: Any) -> Consumer:
-    """read_committed, no auto-commit; a long poll interval so an outage keeps the partitions."""
-    config: dict[str, Any] = {"max.poll.interval.ms": 3_600_000}
+    """read_committed, no auto-commit; a long poll interval so an outage keeps the partitions.
+
+    A 10 s session timeout (librdkafka's default is 45 s): a sink that crashed gives
+    its partitions to its restarted self (or a peer) within seconds. Nothing is at
+    stake in the handover, the store's offsets decide where reading resumes."""
+    config: dict[str, Any] = {"max.poll.interval.ms": 3_600_000,
+                              "session.timeout.ms": 10_000, "heartbeat.interval.ms": 2_000}
     config.update(overrides)
     return processing_consumer(connections, group_id, **config)
 
