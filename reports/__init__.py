@@ -1,1 +1,2 @@
-"""Reports read from the billing history: summary, provider statements, billing export (CSV/XLSX)."""
+"""Reports read from the billing history: the monthly summary, provider statements and
+the billing export, as CSV or XLSX (docs/reports.md)."""

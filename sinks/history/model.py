@@ -33,6 +33,11 @@ class HistoryError(RatingError):
     """A billing-history request is wrong (bad cursor, bad filter, unknown store URL)."""
 
 
+class HistoryStoreUnavailable(RatingError):
+    """The store cannot be reached or is busy right now: retry later (the sink does, with
+    backoff; the API may answer 503). Not a HistoryError: the request itself was fine."""
+
+
 @dataclass(frozen=True, slots=True)
 class HistoryTier:
     tier_from: Decimal

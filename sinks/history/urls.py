@@ -1,0 +1,59 @@
+"""Store URLs: which backend and where (``open_history_store``).
+
+- ``sqlite:///relative/path.db`` -- relative to ``base_dir`` (default: the
+  current directory); ``sqlite:////abs/path.db`` -- absolute (four slashes);
+  ``sqlite:///:memory:`` -- a private in-memory database (tests).
+- ``postgresql://user:password@host:port/db?options=...`` (or ``postgres://``)
+  -- a libpq URL, passed to psycopg as it is.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from sinks.history.model import BillingHistoryStore, HistoryError
+
+SQLITE_PREFIX = "sqlite:///"
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+def sqlite_path(url: str, base_dir: Path | None = None) -> str:
+    """The file (or ``:memory:``) of a ``sqlite:///`` URL, absolute."""
+    if not url.startswith(SQLITE_PREFIX):
+        raise HistoryError(f"not an SQLite URL: {redact(url)!r} (expected sqlite:///PATH)")
+    raw = url[len(SQLITE_PREFIX):]
+    if not raw:
+        raise HistoryError(f"SQLite URL {url!r} names no file")
+    if raw == ":memory:":
+        return raw
+    path = Path(raw)
+    return str(path if path.is_absolute() else (base_dir or Path.cwd()) / path)
+
+
+def open_history_store(url: str, base_dir: Path | None = None) -> BillingHistoryStore:
+    """The store behind ``url``, its schema created if missing (idempotent).
+
+    Raises HistoryError for a URL of no known kind, HistoryStoreUnavailable when
+    the database cannot be reached.
+    """
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        from sinks.history.sqlite import SqliteHistoryStore
+
+        return SqliteHistoryStore(sqlite_path(url, base_dir))
+    if scheme in POSTGRES_SCHEMES:
+        from sinks.history.postgres import PostgresHistoryStore  # psycopg only when used
+
+        return PostgresHistoryStore(url)
+    raise HistoryError(f"unknown billing-history URL {redact(url)!r}: use sqlite:///PATH, "
+                       "sqlite:///:memory: or postgresql://USER@HOST:PORT/DB")
+
+
+def redact(url: str) -> str:
+    """``url`` without its password (safe for logs and error messages)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
