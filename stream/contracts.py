@@ -9,6 +9,9 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from stream.serde import SCHEMA_FILES, AvroDecoder, AvroEncoder, register
 from stream.settings import Topics
 
+# Topics whose schema is not in serde.SCHEMA_FILES (the licence issue's own contract).
+EXTRA_SCHEMA_FILES = {"subscriptions": "subscription_event.avsc"}
+
 
 @dataclass(frozen=True)
 class Codecs:
@@ -27,7 +30,7 @@ class Codecs:
 def register_all(client: SchemaRegistryClient, topics: Topics) -> dict[str, int]:
     """Register every topic's value schema with BACKWARD compatibility; subject -> id."""
     ids = {}
-    for role, file_name in SCHEMA_FILES.items():
+    for role, file_name in {**SCHEMA_FILES, **EXTRA_SCHEMA_FILES}.items():
         topic = getattr(topics, role).name
         ids[f"{topic}-value"] = register(client, topic, file_name)
     return ids

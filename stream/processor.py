@@ -34,14 +34,16 @@ from stream.observability import (
 from stream.settings import Connections, Settings
 from stream.stages import RaterStage, RouterStage
 from stream.state_store import ChangelogStateStore
+from stream.subscription_stage import SubscriptionStage, build_subscription_stage
 
 log = logging.getLogger(__name__)
-STAGES = ("router", "rater")
+STAGES = ("router", "rater", "subscriptions")
+DEFAULT_STAGES = ("router", "rater")  # subscriptions (licences) runs when asked for
 
 
 @dataclass
 class RunOptions:
-    stages: Sequence[str] = STAGES
+    stages: Sequence[str] = DEFAULT_STAGES
     instance_id: str = "0"
     catalog_wait_s: float = 60.0
     idle_exit_s: float | None = None  # stop after this long without input (demo, tests)
@@ -58,7 +60,8 @@ def run_processor(settings: Settings, connections: Connections, options: RunOpti
     unknown = set(options.stages) - set(STAGES)
     if unknown or not options.stages:
         raise ValueError(f"unknown stages {sorted(unknown)}; choose from {STAGES}")
-    ops = OpsListener(Readiness(options.stuck_after_s, needs_state="rater" in options.stages))
+    ops = OpsListener(Readiness(options.stuck_after_s,
+                                needs_state=bool({"rater", "subscriptions"} & set(options.stages))))
     server: OpsServer | None = None
     if options.metrics_port is not None:
         # Before the catalog wait: /readyz must say what is missing while we wait.
@@ -88,6 +91,10 @@ def _run(settings: Settings, connections: Connections, options: RunOptions,
                                     lambda: PartitionState(dedup_window=window))
         stages.append(RaterStage(codecs, topics, lambda: feed.current, store,
                                  no_agreement=MissingPolicy(settings.processor.no_agreement)))
+    licences: SubscriptionStage | None = None
+    if "subscriptions" in options.stages:
+        licences = build_subscription_stage(codecs, connections, topics, lambda: feed.current)
+        stages.append(licences)
     group = settings.processor.group_id
     # A stable transactional id per instance: a restarted instance fences its own
     # zombie and aborts the zombie's open transaction at once (no wait for the timeout).
@@ -113,6 +120,8 @@ def _run(settings: Settings, connections: Connections, options: RunOptions,
         feed.close()
         if store is not None:
             store.close()
+        if licences is not None:
+            licences.close()
     log.info("processor %s stopped after %d batches", options.instance_id,
              loop.batches_committed)
     return loop.batches_committed

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ def default_settings_file() -> Path:
 
 DEFAULT_SETTINGS_FILE = default_settings_file()
 TOPIC_ROLES = ("events", "by_account", "rated", "rejected", "dlq", "late", "quota_alerts",
-               "catalog", "changelog")
+               "catalog", "changelog", "subscriptions", "subscriptions_changelog", "licence_runs")
 
 
 class SettingsError(RatingError):
@@ -51,6 +51,9 @@ class Topics:
     quota_alerts: TopicSpec
     catalog: TopicSpec
     changelog: TopicSpec
+    subscriptions: TopicSpec  # licence changes and billing-run requests (docs/licences.md)
+    subscriptions_changelog: TopicSpec
+    licence_runs: TopicSpec  # one report per billing run and partition
 
     def all(self) -> list[TopicSpec]:
         return [getattr(self, role) for role in TOPIC_ROLES]
@@ -79,6 +82,27 @@ class Connections:
     redis_url: str
 
 
+DEFAULT_HISTORY_URL = "sqlite:///.stack/billing-history.db"  # relative to the project root
+
+
+@dataclass(frozen=True)
+class SinkSettings:
+    # Billing history store (sinks/history/urls.py): sqlite:///PATH (a relative PATH is
+    # resolved against the project root here) or postgresql://...; RATING_HISTORY_URL wins.
+    history_url: str = f"sqlite:///{REPO_ROOT / '.stack' / 'billing-history.db'}"
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """The REST API (`rating api`, api/): where it listens, its tokens, page sizes."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    tokens_file: Path = REPO_ROOT / "config" / "api-tokens.yaml"  # RATING_API_TOKENS_FILE wins
+    page_limit: int = 100  # history rows per page by default
+    max_page_limit: int = 1000
+
+
 @dataclass(frozen=True)
 class Settings:
     topics: Topics
@@ -86,6 +110,8 @@ class Settings:
     catalog_dir: Path
     workload_file: Path
     log_level: str
+    sinks: SinkSettings = field(default_factory=SinkSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
 
     def with_topic_suffix(self, suffix: str) -> Settings:
         return replace(self, topics=self.topics.with_suffix(suffix))
@@ -106,6 +132,8 @@ def load_settings(path: Path = DEFAULT_SETTINGS_FILE,
         catalog_dir=_resolve(path, str(raw.get("catalog_dir", "config/catalog"))),
         workload_file=_resolve(path, str(raw.get("workload_file", "config/workload.yaml"))),
         log_level=str(env.get("RATING_LOG_LEVEL", raw.get("log_level", "INFO"))).upper(),
+        sinks=_sinks(raw.get("sinks"), path, env),
+        api=_api(raw.get("api"), path, env),
     )
     suffix = env.get("RATING_TOPIC_SUFFIX", "")
     return settings.with_topic_suffix(suffix) if suffix else settings
@@ -118,6 +146,43 @@ def _resolve(settings_file: Path, value: str) -> Path:
     # Relative paths are relative to the folder that holds config/ (the project root),
     # wherever the project is installed or mounted.
     return (settings_file.resolve().parent.parent / candidate).resolve()
+
+
+def _sinks(raw: Any, path: Path, env: dict[str, str]) -> SinkSettings:
+    """The optional ``sinks`` section; a relative sqlite path is relative to the project root."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{path}: 'sinks' must be a mapping")
+    url = str(env.get("RATING_HISTORY_URL") or raw.get("history_url") or DEFAULT_HISTORY_URL)
+    sqlite_prefix = "sqlite:///"
+    if url.startswith(sqlite_prefix) and url != "sqlite:///:memory:":
+        file = url[len(sqlite_prefix):]
+        if not file:
+            raise SettingsError(f"{path}: sinks.history_url {url!r} names no file")
+        url = sqlite_prefix + str(_resolve(path, file))
+    return SinkSettings(history_url=url)
+
+
+def _api(raw: Any, path: Path, env: dict[str, str]) -> ApiSettings:
+    """The optional ``api`` section; a relative tokens_file is relative to the project root."""
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise SettingsError(f"{path}: 'api' must be a mapping")
+    default = ApiSettings()
+    tokens = env.get("RATING_API_TOKENS_FILE") or raw.get("tokens_file")
+    try:
+        api = ApiSettings(
+            host=str(raw.get("host", default.host)), port=int(raw.get("port", default.port)),
+            tokens_file=_resolve(path, str(tokens)) if tokens else default.tokens_file,
+            page_limit=int(raw.get("page_limit", default.page_limit)),
+            max_page_limit=int(raw.get("max_page_limit", default.max_page_limit)))
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"{path}: api: bad field: {exc}") from None
+    if not 0 <= api.port < 65536 or not 1 <= api.page_limit <= api.max_page_limit:
+        raise SettingsError(f"{path}: api: port must be 0-65535 and 1 <= page_limit <= "
+                            f"max_page_limit, got {raw}")
+    return api
 
 
 def _topics(raw: Any, path: Path) -> Topics:
@@ -144,6 +209,9 @@ def _topics(raw: Any, path: Path) -> Topics:
         # State for input partition p lives in changelog partition p.
         raise SettingsError(f"{path}: topics.changelog must have as many partitions as "
                             "topics.by_account")
+    if specs["subscriptions_changelog"].partitions != specs["subscriptions"].partitions:
+        raise SettingsError(f"{path}: topics.subscriptions_changelog must have as many "
+                            "partitions as topics.subscriptions")
     return Topics(**specs)
 
 

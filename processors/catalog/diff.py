@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import TypeVar
 
+from processors.catalog.diff_licences import licence_changes
 from processors.catalog.model import (
     Account,
     Agreement,
@@ -52,6 +53,7 @@ def diff_catalogs(old: Catalog, new: Catalog) -> list[str]:
                      _template_summary, _template_changes)
     lines += _paired("agreement", old.agreements, new.agreements, _agreement_summary,
                      _agreement_changes)
+    lines += licence_changes(old.licences, new.licences)
     return lines
 
 

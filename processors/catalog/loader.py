@@ -34,6 +34,12 @@ from processors.catalog.parse_agreements import (
     parse_agreement,
     parse_template,
 )
+from processors.catalog.parse_licences import (
+    build_licences,
+    parse_campus,
+    parse_licence_billing,
+    parse_licence_group,
+)
 from processors.catalog.parse_rates import parse_rate_table
 from processors.catalog.source import Value, compose
 from processors.catalog.validation import (
@@ -55,12 +61,17 @@ SECTIONS = (
     "rate_tables",
     "agreement_templates",
     "agreements",
+    "licence_groups",
+    "campuses",
 )
+LICENCE_SECTIONS = ("licence_groups", "campuses")
+# Sections written once, as a mapping (not a list merged across files).
+SINGLE_SECTIONS = ("licence_billing",)
 # Sections a later catalog version will add. Named so the error says "not yet"
 # instead of "typo"; a new section is one more parser in ``_build``.
 RESERVED_SECTIONS: dict[str, str] = {}
 VERSION_KEY = "version"
-TOP_LEVEL_KEYS = frozenset({*SECTIONS, VERSION_KEY, *RESERVED_SECTIONS})
+TOP_LEVEL_KEYS = frozenset({*SECTIONS, *SINGLE_SECTIONS, VERSION_KEY, *RESERVED_SECTIONS})
 CATALOG_SUFFIXES = (".yaml", ".yml")
 
 
@@ -76,12 +87,13 @@ def load_catalog_sources(sources: Mapping[str, str]) -> Catalog:
     """A catalog from its files' texts (file name -> YAML text)."""
     sections: dict[str, list[Value]] = {name: [] for name in SECTIONS}
     version: tuple[str, Value] | None = None
+    singles: dict[str, Value] = {}
     for file in sorted(sources):
         root = compose(file, sources[file])
         if root is None:
             continue
         top = Value(file, root, "catalog").mapping(
-            optional={*SECTIONS, VERSION_KEY, *RESERVED_SECTIONS}
+            optional=TOP_LEVEL_KEYS
         )
         for key in top.names():
             value = top.req(key).renamed(key)
@@ -89,10 +101,21 @@ def load_catalog_sources(sources: Mapping[str, str]) -> Catalog:
                 raise value.fail(f"section {key!r}: {RESERVED_SECTIONS[key]}")
             if key == VERSION_KEY:
                 version = _one_version(version, value)
+            elif key in SINGLE_SECTIONS:
+                if key in singles:
+                    where = singles[key].ref
+                    raise value.fail(f"section {key!r} is already set in {where.file}:"
+                                     f"{where.line}")
+                singles[key] = value
             else:
                 sections[key].extend(value.items())
     declared = version[0] if version is not None else None
-    return _build(sections, declared or _content_version(sections))
+    # Empty licence sections stay out of the hash: catalogs without licences keep the
+    # content version they had before licences existed.
+    content = {**{name: values for name, values in sections.items()
+                  if values or name not in LICENCE_SECTIONS},
+               **{key: [value] for key, value in singles.items()}}
+    return _build(sections, singles, declared or _content_version(content))
 
 
 def _one_version(previous: tuple[str, Value] | None, value: Value) -> tuple[str, Value]:
@@ -117,7 +140,8 @@ def _plain(node: yaml.Node) -> object:
     return node.value
 
 
-def _build(sections: Mapping[str, list[Value]], version: str) -> Catalog:
+def _build(sections: Mapping[str, list[Value]], singles: Mapping[str, Value],
+           version: str) -> Catalog:
     item_types = parse_named(
         sections["service_item_types"], parse_item_type, lambda t: t.name, "service item type"
     )
@@ -150,6 +174,21 @@ def _build(sections: Mapping[str, list[Value]], version: str) -> Catalog:
     agreements = build_agreements(
         raw_agreements, templates, item_types, accounts, org_units, tenant_by_ou
     )
+    table_for = check_rate_tables(tables, groups, providers, products)
+    licence_groups = parse_named(
+        sections["licence_groups"], parse_licence_group, lambda g: g.name, "licence group"
+    )
+    billing = singles.get("licence_billing")
+    licences = build_licences(
+        parse_licence_billing(billing) if billing is not None else None,
+        licence_groups,
+        parse_named(sections["campuses"], parse_campus, lambda c: c.id, "campus"),
+        [product for group in licence_groups.values() for product in group.products.values()],
+        item_types,
+        accounts,
+        tables,
+        table_for,
+    )
     return Catalog(
         version=version,
         service_item_types=MappingProxyType(item_types),
@@ -162,11 +201,12 @@ def _build(sections: Mapping[str, list[Value]], version: str) -> Catalog:
         rate_tables=MappingProxyType(tables),
         tenant_by_ou=MappingProxyType(tenant_by_ou),
         products=MappingProxyType(products),
-        table_for=MappingProxyType(check_rate_tables(tables, groups, providers, products)),
+        table_for=MappingProxyType(table_for),
         agreement_templates=MappingProxyType(templates),
         agreements=agreements.agreements,
         master_agreement_for=agreements.master_for,
         sub_agreement_for=agreements.sub_for,
+        licences=licences,
     )
 
 

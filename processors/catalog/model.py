@@ -14,6 +14,7 @@ from enum import StrEnum
 from types import MappingProxyType
 
 from processors.catalog.errors import SourceRef
+from processors.catalog.licence_model import LicenceCatalog
 from processors.catalog.matching import RowIndex
 from processors.events import AttributeValue
 from processors.money import Currency
@@ -287,6 +288,7 @@ class Catalog:
     sub_agreement_for: Mapping[tuple[str, str], str] = field(
         default_factory=lambda: MappingProxyType({}), repr=False
     )
+    licences: LicenceCatalog | None = None  # None: this catalog bills no licences
 
     def fiscal_period_at(self, moment: datetime) -> FiscalPeriod | None:
         for period in self.fiscal_periods:

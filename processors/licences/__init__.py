@@ -1,0 +1,1 @@
+"""Licences: subscription state, fiscal years, proration and billing runs (pure, no Kafka)."""
