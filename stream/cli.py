@@ -47,6 +47,26 @@ def _add_catalog(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     catalog.set_defaults(handler=commands.catalog)
 
 
+def _add_api(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    api = sub.add_parser("api", help="serve the REST API: billing history, aggregates, "
+                         "quota status, price estimates (docs/api.md)")
+    api.add_argument("--host", help="listen address (default: api.host in the settings)")
+    api.add_argument("--port", type=int, help="listen port (default: api.port)")
+    api.add_argument("--history-url", help="billing-history store, sqlite:///PATH or "
+                     "postgresql://... (default: sinks.history_url, $RATING_HISTORY_URL)")
+    api.add_argument("--tokens", type=Path, metavar="FILE", help="API token file: SHA-256 "
+                     "hashes with roles (default: $RATING_API_TOKENS_FILE, api.tokens_file)")
+    api.add_argument("--catalog-dir", type=Path, metavar="DIR", help="price estimates with "
+                     "this catalog folder (default: the version on the catalog topic)")
+    api.set_defaults(handler=_serve_api)
+
+
+def _serve_api(args: argparse.Namespace) -> int:
+    from api.command import serve  # FastAPI and uvicorn load only for this command
+
+    return serve(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rating", description="Real-time usage rating on Kafka: stack, catalog, "
@@ -74,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     process = sub.add_parser("process", help="run the router and/or rater (exactly once)")
     process.add_argument("--stages", default="router,rater",
-                         help="comma-separated: router, rater (default: both)")
+                         help="comma-separated: router, rater, subscriptions (licences; "
+                         "docs/licences.md) (default: router,rater)")
     process.add_argument("--instance-id", default="0",
                          help="stable id of this instance (fences its own zombie on restart)")
     process.add_argument("--idle-exit", type=float, default=None, metavar="SECONDS",
@@ -94,11 +115,27 @@ def build_parser() -> argparse.ArgumentParser:
                           help="share of deliberately bad events (garbage, unknown items)")
     simulate.set_defaults(handler=commands.simulate)
 
-    sink = sub.add_parser("sink", help="run a sink: quota-view mirrors quota state into Redis")
-    sink.add_argument("name", choices=["quota-view"])
+    sink = sub.add_parser("sink", help="run a sink: quota-view mirrors quota state into Redis; "
+                          "aggregates keeps period totals in Redis; billing-history stores every "
+                          "rated record in SQLite or PostgreSQL")
+    sink.add_argument("name", choices=["quota-view", "aggregates", "billing-history"])
+    sink.add_argument("--url", default=None,
+                      help="billing-history store: sqlite:///PATH or postgresql://... "
+                      "(default: sinks.history_url in the settings, or RATING_HISTORY_URL)")
     sink.add_argument("--replay", action="store_true",
-                      help="re-read the changelog from the start (stored records are skipped)")
+                      help="re-read the source topic from the start (stored records are "
+                      "skipped)")
     sink.set_defaults(handler=commands.sink)
+
+    from reports.command import add_report_parser  # serving sits on top: entry point only
+
+    add_report_parser(sub)
+
+    from stream.licence_commands import add_licence_parsers  # billing-run, licences
+
+    add_licence_parsers(sub)
+
+    _add_api(sub)
 
     tail = sub.add_parser("tail", help="print a topic's records decoded (read_committed)")
     tail.add_argument("role",

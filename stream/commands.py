@@ -245,6 +245,18 @@ def sink(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    if args.name == "billing-history":
+        from sinks.history.sink import run_billing_history
+
+        settings = _settings(args)
+        run_billing_history(settings, connections_from_env(),
+                            args.url or settings.sinks.history_url, stop, replay=args.replay)
+        return 0
+    if args.name == "aggregates":
+        from sinks.aggregates import run_aggregates
+
+        run_aggregates(_settings(args), connections_from_env(), stop, replay=args.replay)
+        return 0
     run_quota_view(_settings(args), connections_from_env(), stop, replay=args.replay)
     return 0
 

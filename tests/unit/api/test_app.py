@@ -1,0 +1,152 @@
+"""The app's behaviour that needs no running service: authentication, error bodies,
+unavailable stores, estimates' request typing, quota hash parsing.
+
+The stores are real: an in-memory SQLite billing history, and a Redis client aimed at a
+closed port (so Redis is really unreachable)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.auth import TokenRegistry, hash_token
+from api.command import api_redis_client
+from api.deps import CatalogProvider
+from api.estimates import event_of
+from api.models import EstimateRequest
+from api.quota import quota_out
+from processors.catalog import Catalog
+from processors.errors import EventRejected
+from sinks.history import open_history_store
+from stream.catalog_feed import CatalogUnavailable
+from tests.unit.api.dataset import example_catalog
+
+TOKENS = TokenRegistry.from_entries([
+    {"name": "finance", "sha256": hash_token("f"), "role": "finance"},
+    {"name": "eng", "sha256": hash_token("e"), "role": "account", "account": "acct-eng"}])
+FINANCE = {"Authorization": "Bearer f"}
+NOW = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return example_catalog()
+
+
+def app_with(catalog: CatalogProvider) -> Iterator[TestClient]:
+    store = open_history_store("sqlite:///:memory:")
+    unreachable = api_redis_client(f"redis://127.0.0.1:{closed_port()}/0")
+    app = create_app(history=store, redis_client=unreachable, catalog=catalog, tokens=TOKENS,
+                     clock=lambda: NOW)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+    store.close()
+
+
+@pytest.fixture
+def api(catalog: Catalog) -> Iterator[TestClient]:
+    yield from app_with(lambda: catalog)
+
+
+def test_health_needs_no_token_and_data_does(api: TestClient) -> None:
+    assert api.get("/healthz").json() == {"status": "ok"}
+    assert api.get("/v1/history").status_code == 401
+    assert api.get("/v1/history", headers=FINANCE).json() == {"items": [], "next_cursor": None}
+
+
+def test_an_unreachable_redis_is_a_503_json_error(api: TestClient) -> None:
+    for path in ("/v1/aggregates/2026-11", "/v1/quota/acct-eng", "/v1/aggregates"):
+        response = api.get(path, headers=FINANCE)
+        assert response.status_code == 503
+        assert response.json() == {"error": {"code": "UNAVAILABLE",
+                                             "message": "Redis is unavailable, retry later"}}
+
+
+def test_an_unexpected_error_is_a_bare_500(catalog: Catalog) -> None:
+    def broken() -> Catalog:
+        raise RuntimeError("secret internals at /srv/app.py line 12")
+
+    for client in app_with(broken):
+        response = client.post("/v1/estimates", headers=FINANCE, json={
+            "service_item_type": "HardDisk", "operation": "Order", "requester": "alice",
+            "home_ou": "eng/platform", "attributes": {"quantity": 2}})
+        assert response.status_code == 500
+        assert response.json() == {"error": {"code": "INTERNAL",
+                                             "message": "internal error (logged on the server)"}}
+        assert "secret" not in response.text
+
+
+def test_no_catalog_yet_is_a_503(catalog: Catalog) -> None:
+    def none_yet() -> Catalog:
+        raise CatalogUnavailable("no catalog on rating.catalog")
+
+    for client in app_with(none_yet):
+        response = client.post("/v1/estimates", headers=FINANCE, json={
+            "service_item_type": "HardDisk", "operation": "Order", "requester": "alice",
+            "home_ou": "eng/platform"})
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "UNAVAILABLE"
+
+
+def test_a_misspelt_filter_is_refused_not_ignored(api: TestClient) -> None:
+    response = api.get("/v1/history", params={"acount": "acct-eng"}, headers=FINANCE)
+    assert response.status_code == 422
+    assert "acount" in response.json()["error"]["message"]
+
+
+def test_page_limits_are_checked_when_the_app_is_built(catalog: Catalog) -> None:
+    store = open_history_store("sqlite:///:memory:")
+    with pytest.raises(ValueError, match="page limit"):
+        create_app(history=store, redis_client=redis.Redis(), catalog=lambda: catalog,
+                   tokens=TOKENS, page_limit=500, max_page_limit=100)
+
+
+def test_estimate_attributes_are_typed_by_the_catalog(catalog: Catalog) -> None:
+    body = EstimateRequest(service_item_type="Storage", operation="Create",
+                           attributes={"size_gb": "0.5", "tier": 1, "region": "us-east"},
+                           requester="alice", home_ou="eng/data")
+    event = event_of(body, catalog, NOW)
+    assert event.attributes == {"size_gb": Decimal("0.5"), "tier": "1", "region": "us-east"}
+    assert event.event_time == NOW
+    assert event.account_id is None
+    undeclared = EstimateRequest(service_item_type="Nope", operation="X", requester="a",
+                                 home_ou="b", attributes={"n": 3, "t": "x"})
+    assert event_of(undeclared, catalog, NOW).attributes == {"n": Decimal(3), "t": "x"}
+    with pytest.raises(EventRejected, match="size_gb"):
+        event_of(EstimateRequest(service_item_type="Storage", operation="Create",
+                                 attributes={"size_gb": "lots"}, requester="a", home_ou="b"),
+                 catalog, NOW)
+
+
+def test_a_quota_hash_becomes_a_quota_item() -> None:
+    fields = {"account": "acct-data", "agreement": "data-main", "quota": "SaasSeat:count",
+              "used": "3", "limit": "", "percent": "", "thresholds": "",
+              "thresholds_fired": "", "last_alert_percent": "", "last_alert_action": "",
+              "last_alert_at": "", "last_alert_event": "", "catalog_version": "v1",
+              "updated_from": "rater.changelog:3:9"}
+    item = quota_out(fields)
+    assert (item.limit, item.percent, item.thresholds, item.thresholds_fired,
+            item.last_alert) == (None, None, [], [], None)
+    fired = quota_out({**fields, "limit": "10", "percent": "30.00",
+                       "thresholds": "80:notify,100:block", "thresholds_fired": "80",
+                       "last_alert_percent": "80", "last_alert_action": "notify",
+                       "last_alert_at": "t", "last_alert_event": "ev"})
+    assert [(t.percent, t.action) for t in fired.thresholds] == [(80, "notify"),
+                                                                  (100, "block")]
+    assert fired.thresholds_fired == [80]
+    assert fired.last_alert is not None
+    assert fired.last_alert.event_id == "ev"
