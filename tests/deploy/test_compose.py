@@ -344,3 +344,31 @@ def test_grafana_is_provisioned_with_the_datasource_and_dashboard(
         source = mount.split(":", 1)[0]
         assert (ROOT / source).exists(), f"grafana mounts {source}, which does not exist"
     assert "prometheus" in _depends_on(grafana)
+
+
+
+def _sink_choices() -> list[str]:
+    import argparse
+
+    from stream.cli import build_parser
+
+    commands = next(action for action in build_parser()._actions
+                    if isinstance(action, argparse._SubParsersAction))
+    sink = commands.choices["sink"]
+    return list(next(action for action in sink._actions if action.dest == "name").choices)
+
+
+def test_every_sink_and_the_api_run_as_services(
+        app_services: dict[str, Service], processors: dict[str, Service]) -> None:
+    """Each `rating sink` choice has its service; the history sink and the API use the
+    compose PostgreSQL (its DSN from the app environment, `$$` escaped for compose);
+    the API is published; processors run the licence stage too."""
+    commands = {name: " ".join(_command(service)) for name, service in app_services.items()}
+    for sink in _sink_choices():
+        assert any(f"sink {sink}" in command for command in commands.values()), sink
+    assert '--url "$$POSTGRES_DSN"' in commands["billing-history"]
+    assert '--history-url "$$POSTGRES_DSN"' in commands["api"]
+    assert "--host 0.0.0.0" in commands["api"]
+    assert "127.0.0.1:8080:8080" in [str(port) for port in app_services["api"]["ports"]]
+    for name in processors:
+        assert "router,rater,subscriptions" in commands[name], f"{name}: all stages"
