@@ -94,7 +94,8 @@ from sinks.aggregate_layout import (
 )
 from sinks.base import SinkRecord
 from sinks.quota_view import TRANSIENT_ERRORS, redis_client
-from sinks.runner import SINK_RECORDS, SinkRunner, StoreRewound, sink_consumer
+from sinks.redis_fence import OffsetFencedRedisStore
+from sinks.runner import SinkRunner, sink_consumer
 from stream.clients import registry_client
 from stream.messages import origin_of as message_origin
 from stream.serde import SCHEMA_FILES, AvroDecoder, SerdeError, register
@@ -160,51 +161,23 @@ def fold(records: Sequence[SinkRecord]) -> dict[AggregateGroup, Aggregate]:
 
 # -- the store ---------------------------------------------------------------------
 
-class AggregatesStore:
-    """The Sink (sinks/base.py) behind the aggregates: one MULTI/EXEC per batch."""
+class AggregatesStore(OffsetFencedRedisStore):
+    """The Sink (sinks/base.py) behind the aggregates: one MULTI/EXEC per batch
+    (redis_fence.py), the touched totals read under WATCH and written back added."""
 
     name = SINK_NAME
+    what = "the totals"
 
     def __init__(self, client: redis.Redis, topic: str, prefix: str = DEFAULT_PREFIX):
-        self._client = client
-        self._topic = topic
+        super().__init__(client, topic, offsets_key(prefix))
         self._prefix = prefix
-        self._offsets_key = offsets_key(prefix)
-        # The highest next offset per partition seen stored: when Redis reports less, it
-        # lost its data (restarted empty) and the totals must be rebuilt from the topic.
-        self._known: dict[int, int] = {}
 
-    def stored_offsets(self, topic: str) -> dict[int, int]:
-        self._check_topic(topic)
-        stored = _decode_offsets(self._client.hgetall(self._offsets_key))
-        self._known = dict(stored)
-        return stored
+    def _write_fresh(self, pipe: Any, fresh: Sequence[SinkRecord],
+                     next_offsets: Mapping[str, str]) -> None:
+        self._add(pipe, fresh, next_offsets)
 
-    def write_batch(self, records: Sequence[SinkRecord]) -> None:
-        if not records:
-            return
-        for record in records:
-            self._check_topic(record.topic)
-        with self._client.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(self._offsets_key)  # type: ignore[no-untyped-call]
-                    stored = _decode_offsets(pipe.hgetall(self._offsets_key))
-                    self._check_not_rewound(stored)
-                    fresh = [r for r in records if r.offset >= stored.get(r.partition, 0)]
-                    if fresh:
-                        self._add(pipe, fresh)
-                    else:
-                        pipe.unwatch()
-                    break
-                except redis.WatchError:
-                    continue  # another writer moved the offsets or totals: re-read, redo
-        for partition, offset in _next_offsets(fresh).items():
-            self._known[partition] = max(self._known.get(partition, 0), offset)
-        SINK_RECORDS.labels(sink=self.name, result="written").inc(len(fresh))
-        SINK_RECORDS.labels(sink=self.name, result="skipped").inc(len(records) - len(fresh))
-
-    def _add(self, pipe: Any, fresh: Sequence[SinkRecord]) -> None:
+    def _add(self, pipe: Any, fresh: Sequence[SinkRecord],
+             next_offsets: Mapping[str, str]) -> None:
         """Read the touched totals under WATCH, add the batch, write it all in MULTI/EXEC."""
         batch = fold(fresh)
         keys = {group: aggregate_key(self._prefix, group) for group in batch}
@@ -224,8 +197,7 @@ class AggregatesStore:
             pipe.sadd(period_index_key(self._prefix, period), *members)
         if by_period:
             pipe.sadd(periods_key(self._prefix), *sorted(by_period))
-        pipe.hset(self._offsets_key,
-                  mapping={str(p): str(o) for p, o in sorted(_next_offsets(fresh).items())})
+        pipe.hset(self._offsets_key, mapping=next_offsets)
         pipe.execute()
 
     def _read(self, keys: list[str]) -> dict[str, Aggregate]:
@@ -238,33 +210,6 @@ class AggregatesStore:
                 reads.hgetall(key)
             rows: list[dict[str, str]] = reads.execute()
         return {key: parse_aggregate(row) for key, row in zip(keys, rows, strict=True) if row}
-
-    def _check_not_rewound(self, stored: dict[int, int]) -> None:
-        lost = {p: (known, stored.get(p, 0)) for p, known in self._known.items()
-                if stored.get(p, 0) < known}
-        if lost:
-            self._known = dict(stored)
-            raise StoreRewound(f"{self._offsets_key} went backwards (partition: (known, "
-                               f"stored) {lost}): Redis lost its data, rebuilding the totals")
-
-    def _check_topic(self, topic: str) -> None:
-        if topic != self._topic:
-            raise ValueError(f"the aggregates follow {self._topic}, not {topic}")
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
-def _decode_offsets(raw: Mapping[Any, Any]) -> dict[int, int]:
-    return {int(_text(p)): int(_text(o)) for p, o in raw.items()}
-
-
-def _next_offsets(records: Sequence[SinkRecord]) -> dict[int, int]:
-    highest: dict[int, int] = {}
-    for record in records:
-        highest[record.partition] = max(highest.get(record.partition, -1), record.offset)
-    return {partition: offset + 1 for partition, offset in highest.items()}
 
 
 # -- the process ---------------------------------------------------------------------

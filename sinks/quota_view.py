@@ -69,7 +69,9 @@ from confluent_kafka import Message
 from processors.catalog import Catalog
 from processors.quota.model import USAGE, UsageKey
 from sinks.base import SinkRecord
-from sinks.runner import SINK_RECORDS, SinkRunner, StoreRewound, sink_consumer
+from sinks.redis_fence import OffsetFencedRedisStore
+from sinks.redis_fence import text as _text
+from sinks.runner import SinkRunner, sink_consumer
 from stream.catalog_feed import CatalogFeed
 from stream.clients import reading_consumer
 from stream.messages import origin_of as message_origin
@@ -180,53 +182,17 @@ def decode_message(message: Message) -> SinkRecord:
 
 # -- the store -------------------------------------------------------------------
 
-class QuotaViewStore:
-    """The Sink (sinks/base.py) behind the view: one MULTI/EXEC per batch."""
+class QuotaViewStore(OffsetFencedRedisStore):
+    """The Sink (sinks/base.py) behind the view: one MULTI/EXEC per batch (redis_fence.py)."""
 
     name = SINK_NAME
+    what = "the view"
 
     def __init__(self, client: redis.Redis, topic: str,
                  catalog: Callable[[], Catalog | None], prefix: str = DEFAULT_PREFIX):
-        self._client = client
-        self._topic = topic
+        super().__init__(client, topic, offsets_key(prefix))
         self._catalog = catalog
         self._prefix = prefix
-        self._offsets_key = offsets_key(prefix)
-        # The highest next offset per partition this store has seen stored: when Redis
-        # reports less, it lost its data (restarted empty) and the view must be rebuilt.
-        self._known: dict[int, int] = {}
-
-    def stored_offsets(self, topic: str) -> dict[int, int]:
-        self._check_topic(topic)
-        stored = _decode_offsets(self._client.hgetall(self._offsets_key))
-        self._known = dict(stored)
-        return stored
-
-    def write_batch(self, records: Sequence[SinkRecord]) -> None:
-        if not records:
-            return
-        for record in records:
-            self._check_topic(record.topic)
-        with self._client.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(self._offsets_key)  # type: ignore[no-untyped-call]
-                    stored = _decode_offsets(pipe.hgetall(self._offsets_key))
-                    self._check_not_rewound(stored)
-                    fresh = [r for r in records if r.offset >= stored.get(r.partition, 0)]
-                    if fresh:
-                        pipe.multi()
-                        self._queue_writes(pipe, fresh)
-                        pipe.execute()
-                    else:
-                        pipe.unwatch()
-                    break
-                except redis.WatchError:
-                    continue  # another writer moved the offsets: re-read them and redo
-        for partition, offset in _next_offsets(fresh).items():
-            self._known[partition] = max(self._known.get(partition, 0), offset)
-        SINK_RECORDS.labels(sink=self.name, result="written").inc(len(fresh))
-        SINK_RECORDS.labels(sink=self.name, result="skipped").inc(len(records) - len(fresh))
 
     def refresh_catalog_fields(self) -> int:
         """Recompute limit, percent, thresholds, catalog_version of every hash; how many."""
@@ -252,6 +218,13 @@ class QuotaViewStore:
                 writes.execute()
         return hashes
 
+    def _write_fresh(self, pipe: Any, fresh: Sequence[SinkRecord],
+                     next_offsets: Mapping[str, str]) -> None:
+        pipe.multi()
+        self._queue_writes(pipe, fresh)
+        pipe.hset(self._offsets_key, mapping=next_offsets)
+        pipe.execute()
+
     def _queue_writes(self, pipe: Any, fresh: Sequence[SinkRecord]) -> None:
         latest: dict[str, SinkRecord] = {}  # state key -> its newest record in the batch
         for record in fresh:
@@ -275,20 +248,6 @@ class QuotaViewStore:
             else:
                 pipe.hset(hkey, mapping=quota_fields(usage, state, catalog, origin_of(record)))
                 pipe.sadd(ikey, hkey)
-        pipe.hset(self._offsets_key,
-                  mapping={str(p): str(o) for p, o in sorted(_next_offsets(fresh).items())})
-
-    def _check_not_rewound(self, stored: dict[int, int]) -> None:
-        lost = {p: (known, stored.get(p, 0)) for p, known in self._known.items()
-                if stored.get(p, 0) < known}
-        if lost:
-            self._known = dict(stored)
-            raise StoreRewound(f"{self._offsets_key} went backwards (partition: (known, "
-                               f"stored) {lost}): Redis lost its data, rebuilding the view")
-
-    def _check_topic(self, topic: str) -> None:
-        if topic != self._topic:
-            raise ValueError(f"the quota view follows {self._topic}, not {topic}")
 
 
 # Only touch a hash that still exists (a concurrent tombstone wins).
@@ -303,23 +262,6 @@ return 0
 
 def _flatten(fields: Mapping[str, str]) -> list[str]:
     return [item for pair in fields.items() for item in pair]
-
-
-def _text(value: bytes | str | None) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8")
-    return "" if value is None else value
-
-
-def _decode_offsets(raw: Mapping[Any, Any]) -> dict[int, int]:
-    return {int(_text(p)): int(_text(o)) for p, o in raw.items()}
-
-
-def _next_offsets(records: Sequence[SinkRecord]) -> dict[int, int]:
-    highest: dict[int, int] = {}
-    for record in records:
-        highest[record.partition] = max(highest.get(record.partition, -1), record.offset)
-    return {partition: offset + 1 for partition, offset in highest.items()}
 
 
 # -- the process -------------------------------------------------------------------
