@@ -75,3 +75,15 @@ def reading_consumer(connections: Connections, **overrides: Any) -> Consumer:
     }
     config.update(overrides)
     return Consumer(config)
+
+
+def produce_when_room(producer: Producer, topic: str, **record: Any) -> None:
+    """``producer.produce``; while the local queue is full, serve delivery reports to make
+    room and retry (never drop, never raise BufferError at the caller)."""
+    while True:
+        try:
+            producer.produce(topic, **record)
+            break
+        except BufferError:
+            producer.poll(0.1)
+    producer.poll(0)

@@ -28,7 +28,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from processors.errors import EventRejected
 from processors.licences.model import BillingRunRequest, LicenceAction, LicenceEvent
-from stream.clients import idempotent_producer, registry_client
+from stream.clients import idempotent_producer, produce_when_room, registry_client
 from stream.licence_codec import (
     SCHEMA_FILE,
     licence_to_avro,
@@ -121,14 +121,8 @@ class LicencePublisher:
                 self._landed[landed] = offset
 
         extra: dict[str, Any] = {} if partition is None else {"partition": partition}
-        while True:
-            try:
-                self._producer.produce(self._topic, key=key, value=value,
-                                       on_delivery=on_delivery, **extra)
-                break
-            except BufferError:
-                self._producer.poll(0.1)
-        self._producer.poll(0)
+        produce_when_room(self._producer, self._topic, key=key, value=value,
+                          on_delivery=on_delivery, **extra)
 
     def __enter__(self) -> Self:
         return self

@@ -30,7 +30,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from processors.errors import EventRejected, RatingError
 from processors.events import AttributeValue, UsageEvent
-from stream.clients import idempotent_producer, registry_client
+from stream.clients import idempotent_producer, produce_when_room, registry_client
 from stream.codec import event_from_avro, event_to_avro
 from stream.serde import SCHEMA_FILES, AvroEncoder, register
 from stream.settings import Connections, connections_from_env, load_settings
@@ -130,14 +130,8 @@ class UsagePublisher:
             else:
                 self._failures.append(f"{event_id}: {error}")
 
-        while True:
-            try:
-                self._producer.produce(self._topic, key=key, value=value,
-                                       on_delivery=on_delivery)
-                break
-            except BufferError:
-                self._producer.poll(0.1)
-        self._producer.poll(0)
+        produce_when_room(self._producer, self._topic, key=key, value=value,
+                          on_delivery=on_delivery)
 
     def __enter__(self) -> Self:
         return self
