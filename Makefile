@@ -15,7 +15,8 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-## make run: stack up, catalog loaded, simulated workload rated, summary printed.
+## make run: stack up, catalog loaded, processor and sinks started, simulated workload
+## rated, summary printed, monthly report and licence invoices written (.stack/).
 run: install
 	$(RATING) demo $(RUN_ARGS)
 

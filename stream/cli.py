@@ -149,11 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="arguments for bench.run, e.g. -- --events 20000")
     bench.set_defaults(handler=commands.bench)
 
-    demo = sub.add_parser("demo", help="make run: stack, catalog, processor, workload, summary")
+    demo = sub.add_parser("demo", help="make run: stack, catalog, processor and sinks, "
+                          "workload rated, summary, monthly report, licence billing run")
     demo.add_argument("--events", type=int, default=5000)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--keep-running", action="store_true",
-                      help="leave the processor and stack running at the end")
+                      help="leave the processor, the sinks and the stack running at the end")
     demo.set_defaults(handler=commands.demo)
     return parser
 

@@ -290,6 +290,6 @@ def demo(args: argparse.Namespace) -> int:
     from stream.demo import run_demo
 
     return run_demo(_settings(args), events=args.events, seed=args.seed,
-                    keep_running=args.keep_running, out=sys.stdout)
+                    keep_running=args.keep_running, out=sys.stdout, settings_file=args.settings)
 
 

@@ -1,8 +1,13 @@
-"""`make run`: the main job on the local default stack, start to finish, with a summary."""
+"""`make run`: the main job on the local default stack, start to finish, with a summary.
+
+Stack, topics, catalog; the processor (router, rater, subscriptions), the billing-history
+sink and the aggregates sink as child processes (logs in the stack's logs folder); the
+simulated workload rated; the sinks caught up; the month's summary report written and
+checked against the history and the Redis aggregates; an annual licence billing run.
+"""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from collections import Counter, defaultdict
@@ -10,82 +15,154 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
-from processors.catalog import load_catalog_dir
+from processors.catalog import Catalog, load_catalog_dir
 from processors.errors import RatingError
+from sinks.history import open_history_store
+from stream import demo_billing as billing
 from stream import stack as local_stack
 from stream.catalog_feed import publish_catalog
 from stream.clients import admin_client, idempotent_producer, registry_client
-from stream.contracts import build_codecs
+from stream.contracts import Codecs, build_codecs
+from stream.demo_services import Child, stop_all, wait_for_sink
 from stream.lag import caught_up, committed_since
 from stream.progress import Progress
 from stream.readback import end_offsets, read_all
-from stream.settings import Connections, Settings, connections_from_env
+from stream.settings import DEFAULT_SETTINGS_FILE, Connections, Settings, connections_from_env
 from stream.simulate import run_simulation
 from stream.topics import ensure_topics
 
 CATCH_UP_TIMEOUT_S = 300.0
+OUTCOME_ROLES = ("events", "rated", "dlq", "rejected", "late", "quota_alerts")
+SINK_CATCH_UP_TIMEOUT_S = 120.0
+STAGES = "router,rater,subscriptions"
+DEV_TOKENS = Path("config") / "api-tokens.dev.yaml"
+DEV_TOKEN = "dev-finance-token"  # public, documented in docs/api.md and DEV_TOKENS
 
 
 def run_demo(settings: Settings, *, events: int, seed: int, keep_running: bool,
-             out: TextIO) -> int:
+             out: TextIO, settings_file: Path = DEFAULT_SETTINGS_FILE) -> int:
     was_running = local_stack.is_running()
     local_stack.up(components={"kafka", "registry", "redis"})
-    processor: subprocess.Popen[bytes] | None = None
+    children: list[Child] = []
+    periods: list[str] = []
     try:
         connections = connections_from_env()
-        topics = settings.topics
-        ensure_topics(admin_client(connections), topics)
-        codecs = build_codecs(registry_client(connections), topics)
-        catalog = load_catalog_dir(settings.catalog_dir)
-        publish_catalog(idempotent_producer(connections), topics.catalog.name, catalog,
-                        {p.name: p.read_text()
-                         for p in sorted(settings.catalog_dir.glob("*.yaml"))})
-        say(f"catalog {catalog.version} loaded from {settings.catalog_dir}")
-        since = {role: end_offsets(connections, getattr(topics, role).name)
-                 for role in ("events", "rated", "dlq", "rejected", "late", "quota_alerts")}
-        processor, log_path = start_processor(settings)
-        say(f"processor started (pid {processor.pid}, log {log_path})")
-        report = run_simulation(connections, settings, events=events, seed=seed)
-        say(report.describe())
-        rating_s = wait_for_processor(connections, settings, processor, log_path,
-                                      since["events"], report.published)
-        say(f"processor caught up {rating_s:.1f} s after the last event was published")
-        outcomes = {role: [r.value for r in read_all(
-            connections, getattr(topics, role).name, decoder, since=since[role])]
-            for role, decoder in (("rated", codecs.rated_decoder),
-                                  ("dlq", codecs.dead_letter_decoder),
-                                  ("rejected", codecs.dead_letter_decoder),
-                                  ("late", codecs.dead_letter_decoder),
-                                  ("quota_alerts", codecs.alert_decoder))}
-        print_summary(out, report.published, outcomes)
+        catalog, codecs, rated_created = prepare_topics(settings, connections)
+        history_url = settings.sinks.history_url
+        note = billing.check_sink_stores(connections, settings.topics.rated.name, history_url,
+                                         rated_created)
+        if note:
+            say(note)
+        since = {role: end_offsets(connections, getattr(settings.topics, role).name)
+                 for role in OUTCOME_ROLES}
+        children += start_children(settings_file, history_url)
+        say(f"started the processor ({STAGES}), the billing-history sink and the aggregates "
+            f"sink (pids {', '.join(str(c.popen.pid) for c in children)}, logs in "
+            f"{billing.shown(children[0].log_path.parent)})")
+        published, outcomes = rate_workload(settings, connections, codecs, children[0], since,
+                                            events=events, seed=seed)
+        print_summary(out, published, outcomes)
+        periods = sorted({str(r["billing_period"]) for r in outcomes["rated"]})
+        report_from_sinks(settings, connections, history_url, children, since["rated"],
+                          periods, out)
+        if not billing.bill_demo_licences(settings, connections, catalog, history_url,
+                                          billing.shown(local_stack.state_dir() / "invoices"),
+                                          out):
+            say("the catalog bills no licences: no billing run")
     finally:
-        if processor is not None and not keep_running:
-            processor.terminate()
-            processor.wait(30)
-        if not keep_running and not was_running:
-            local_stack.down()
+        if not keep_running:
+            stop_all(children)
+            if not was_running:
+                local_stack.down()
     if keep_running:
-        say("still running: `rating tail rated --follow`, `make down` to stop")
+        print_how_to_reach(settings, children, periods)
     return 0
+
+
+def prepare_topics(settings: Settings, connections: Connections) -> tuple[Catalog, Codecs, bool]:
+    """Topics, schemas and the catalog published; True when usage.rated was just created."""
+    topics = settings.topics
+    created = ensure_topics(admin_client(connections), topics)
+    codecs = build_codecs(registry_client(connections), topics)
+    catalog = load_catalog_dir(settings.catalog_dir)
+    publish_catalog(idempotent_producer(connections), topics.catalog.name, catalog,
+                    {p.name: p.read_text() for p in sorted(settings.catalog_dir.glob("*.yaml"))})
+    say(f"catalog {catalog.version} loaded from {settings.catalog_dir}")
+    return catalog, codecs, topics.rated.name in created
+
+
+def rate_workload(settings: Settings, connections: Connections, codecs: Codecs,
+                  processor: Child, since: dict[str, dict[int, int]], *, events: int,
+                  seed: int) -> tuple[int, dict[str, list[dict[str, object]]]]:
+    """Publish the simulated workload, wait until it is rated; what each topic received."""
+    topics = settings.topics
+    report = run_simulation(connections, settings, events=events, seed=seed)
+    say(report.describe())
+    rating_s = wait_for_processor(connections, settings, processor, since["events"],
+                                  report.published)
+    say(f"processor caught up {rating_s:.1f} s after the last event was published")
+    decoders = {"rated": codecs.rated_decoder, "dlq": codecs.dead_letter_decoder,
+                "rejected": codecs.dead_letter_decoder, "late": codecs.dead_letter_decoder,
+                "quota_alerts": codecs.alert_decoder}
+    return report.published, {
+        role: [r.value for r in read_all(connections, getattr(topics, role).name, decoder,
+                                         since=since[role])]
+        for role, decoder in decoders.items()}
+
+
+def report_from_sinks(settings: Settings, connections: Connections, history_url: str,
+                      children: list[Child], rated_since: dict[int, int], periods: list[str],
+                      out: TextIO) -> None:
+    """Wait for both sinks of usage.rated, then write and check each period's summary."""
+    _, history, aggregates = children
+    rated = settings.topics.rated.name
+    report_dir = local_stack.state_dir() / "reports"
+    failed: list[str] = []
+    store = open_history_store(history_url)
+    try:
+        wait_for_sink("billing history", history, connections, rated,
+                      lambda: store.stored_offsets(rated), rated_since, SINK_CATCH_UP_TIMEOUT_S)
+        wait_for_sink("aggregates", aggregates, connections, rated,
+                      lambda: billing.aggregate_offsets(connections, rated), rated_since,
+                      SINK_CATCH_UP_TIMEOUT_S)
+        for period in periods:
+            summary = billing.write_summary(store, period, report_dir)
+            controls = (*summary.controls, billing.aggregates_control(connections, summary))
+            billing.print_summary_excerpt(out, summary, controls)
+            failed += [f"{period}: {line.text}" for line in controls if not line.passed]
+    finally:
+        store.close()
+    if failed:
+        raise RatingError(f"control check failed for {failed[0]}; see {report_dir}")
 
 
 def say(message: str) -> None:
     print(f"==> {message}", file=sys.stderr, flush=True)
 
 
-def start_processor(settings: Settings) -> tuple[subprocess.Popen[bytes], Path]:
-    log_dir = local_stack.state_dir() / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / "processor-demo.log"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "process", "--instance-id", "demo"],
-            stdout=log, stderr=subprocess.STDOUT)
-    return process, log_path
+def start_children(settings_file: Path, history_url: str) -> list[Child]:
+    """The processor with every stage, then the two sinks of usage.rated."""
+    return [
+        Child.start("processor", "processor-demo.log", settings_file,
+                    ["process", "--stages", STAGES, "--instance-id", "demo"]),
+        Child.start("billing-history sink", "history-sink-demo.log", settings_file,
+                    ["sink", "billing-history", "--url", history_url]),
+        Child.start("aggregates sink", "aggregates-sink-demo.log", settings_file,
+                    ["sink", "aggregates"]),
+    ]
 
 
-def wait_for_processor(connections: Connections, settings: Settings,
-                       processor: subprocess.Popen[bytes], log_path: Path,
+def print_how_to_reach(settings: Settings, children: list[Child], periods: list[str]) -> None:
+    api = f"http://{settings.api.host}:{settings.api.port}"
+    period = periods[-1] if periods else time.strftime("%Y-%m", time.gmtime())
+    say(f"still running: {', '.join(f'{c.name} (pid {c.popen.pid})' for c in children)}")
+    say("  follow the rated records:  rating tail rated --follow")
+    say(f"  serve the REST API:        rating api --tokens {DEV_TOKENS}")
+    say(f"  then:  curl -H 'Authorization: Bearer {DEV_TOKEN}' {api}/v1/aggregates/{period}")
+    say(f"  stop:  kill {' '.join(str(c.popen.pid) for c in children)}; then make down")
+
+
+def wait_for_processor(connections: Connections, settings: Settings, processor: Child,
                        events_since: dict[int, int], published: int) -> float:
     """Show routing progress until the processor group has caught up; the seconds taken."""
     topics = [settings.topics.events.name, settings.topics.by_account.name]
@@ -93,15 +170,13 @@ def wait_for_processor(connections: Connections, settings: Settings,
     progress = Progress("rating", published)
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
     while time.monotonic() < deadline:
-        if processor.poll() is not None:
-            raise RatingError(f"the processor exited with {processor.returncode}; "
-                              f"see {log_path}")
+        processor.check()
         if caught_up(connections, group, topics):
             return progress.finish("caught up")
         progress.update(committed_since(connections, group, topics[0], events_since))
         time.sleep(0.3)
     raise RatingError(f"the processor did not catch up within {CATCH_UP_TIMEOUT_S:.0f} s; "
-                       f"see {log_path}")
+                       f"see {processor.log_path}")
 
 
 def print_summary(out: TextIO, published: int,

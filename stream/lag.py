@@ -3,12 +3,13 @@
 Offsets alone cannot say it: transactional topics hold commit markers, so a
 fully caught-up group still sits one offset below the high watermark. We read
 from each committed offset with read_committed and look for a data record.
+``caught_up_at`` asks the same of a sink, from the next offsets its store keeps.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -60,21 +61,41 @@ def caught_up(connections: Connections, group_id: str, topics: Sequence[str],
         positions = [TopicPartition(tp.topic, tp.partition,
                                     tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
                      for tp in committed_offsets(consumer, topics, timeout_s)]
-        consumer.assign(positions)
-        pending = {(tp.topic, tp.partition) for tp in positions}
-        deadline = time.monotonic() + timeout_s
-        while pending and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is None:
-                continue
-            error = message.error()
-            if error is None:
-                return False  # a record the group has not committed yet
-            if error.code() == KafkaError._PARTITION_EOF:
-                pending.discard((message.topic(), message.partition()))
-        return not pending
+        return _nothing_visible_after(consumer, positions, timeout_s)
     finally:
         consumer.close()
+
+
+def caught_up_at(connections: Connections, topic: str, next_offsets: Mapping[int, int],
+                 timeout_s: float = 10.0) -> bool:
+    """True when a reader of ``topic`` whose next offsets are ``next_offsets`` (a sink's
+    stored offsets; a partition missing from them is read from the start) has every
+    committed record."""
+    consumer = reading_consumer(connections)
+    try:
+        partitions = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
+        positions = [TopicPartition(topic, p, next_offsets.get(p, OFFSET_BEGINNING))
+                     for p in sorted(partitions)]
+        return _nothing_visible_after(consumer, positions, timeout_s)
+    finally:
+        consumer.close()
+
+
+def _nothing_visible_after(consumer: Consumer, positions: list[TopicPartition],
+                           timeout_s: float) -> bool:
+    consumer.assign(positions)
+    pending = {(tp.topic, tp.partition) for tp in positions}
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is None:
+            continue
+        error = message.error()
+        if error is None:
+            return False  # a committed record the reader has not read yet
+        if error.code() == KafkaError._PARTITION_EOF:
+            pending.discard((message.topic(), message.partition()))
+    return not pending
 
 
 def wait_until_caught_up(connections: Connections, group_id: str, topics: Sequence[str],

@@ -107,23 +107,32 @@ def _invoice_options(parser: argparse.ArgumentParser) -> None:
 # -- billing-run -------------------------------------------------------------------------
 
 def billing_run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.settings)
+    return bill_licences(settings, connections_from_env(), fiscal_year=args.fiscal_year,
+                         run=args.run, out_dir=args.out,
+                         history_url=args.history_url or settings.sinks.history_url,
+                         timeout_s=args.timeout)
+
+
+def bill_licences(settings: Settings, connections: Connections, *, fiscal_year: int, run: str,
+                  out_dir: Path, history_url: str, timeout_s: float,
+                  source: str = "rating-cli") -> int:
+    """Steps 1-5 above (`rating billing-run`, and `rating demo`); prints what it did."""
     from sinks.history import open_history_store
     from sinks.history.urls import redact
 
-    settings, connections = load_settings(args.settings), connections_from_env()
     topics = settings.topics
     ensure_topics(admin_client(connections), topics)
     catalog = _published_catalog(settings, connections)
-    request = BillingRunRequest(request_id=str(uuid.uuid4()), fiscal_year=args.fiscal_year,
-                                run=args.run, event_time=datetime.now(UTC),
-                                source="rating-cli")
+    request = BillingRunRequest(request_id=str(uuid.uuid4()), fiscal_year=fiscal_year,
+                                run=run, event_time=datetime.now(UTC), source=source)
     licences, year = _checked_run(request, catalog)
     since = end_offsets(connections, topics.licence_runs.name)
     with LicencePublisher.connect(connections, topics.subscriptions.name) as publisher:
         landed = publisher.request_run(request)
     print(f"billing run {year.label} {request.run} requested ({request.request_id}) in "
           f"{len(landed)} partitions of {topics.subscriptions.name}")
-    deadline = time.monotonic() + args.timeout
+    deadline = time.monotonic() + timeout_s
     reports = wait_for_reports(connections, topics.licence_runs.name, request.request_id,
                                set(landed), since, deadline)
     refused = [report.error for report in reports if report.error]
@@ -131,11 +140,10 @@ def billing_run(args: argparse.Namespace) -> int:
         raise RatingError(f"the processors refused the run: {refused[0]}")
     billed = {charge["event_id"] for report in reports for charge in report.billed}
     _print_outcome(reports)
-    url = args.history_url or settings.sinks.history_url
-    store = open_history_store(url)
+    store = open_history_store(history_url)
     try:
-        rows = wait_for_history(store, year, request.run, billed, deadline, redact(url))
-        _write(store, rows, licences, year, request.run, args.out)
+        rows = wait_for_history(store, year, request.run, billed, deadline, redact(history_url))
+        _write(store, rows, licences, year, request.run, out_dir)
     finally:
         store.close()
     failed = [charge for report in reports for charge in report.failed]

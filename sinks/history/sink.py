@@ -25,7 +25,7 @@ from confluent_kafka import Message
 from sinks.base import SinkRecord
 from sinks.history.model import BillingHistoryStore, HistoryError, HistoryStoreUnavailable
 from sinks.history.store import SINK_NAME
-from sinks.history.urls import open_history_store, redact
+from sinks.history.urls import check_history_url, open_history_store, redact
 from sinks.runner import SinkRunner, sink_consumer
 from stream.clients import registry_client
 from stream.contracts import build_codecs
@@ -102,6 +102,7 @@ def run_billing_history(settings: Settings, connections: Connections, url: str,
     database backup). Returns the runner (batches written, retries), or None when
     stopped before the store could be opened.
     """
+    check_history_url(url)  # a wrong --url is reported before anything connects
     rated = settings.topics.rated.name
     decoder = build_codecs(registry_client(connections), settings.topics).rated_decoder
     store = open_when_reachable(url, stop, base_dir)

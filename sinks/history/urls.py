@@ -37,17 +37,24 @@ def open_history_store(url: str, base_dir: Path | None = None) -> BillingHistory
     Raises HistoryError for a URL of no known kind, HistoryStoreUnavailable when
     the database cannot be reached.
     """
-    scheme = urlsplit(url).scheme
-    if scheme == "sqlite":
+    check_history_url(url)
+    if urlsplit(url).scheme == "sqlite":
         from sinks.history.sqlite import SqliteHistoryStore
 
         return SqliteHistoryStore(sqlite_path(url, base_dir))
-    if scheme in POSTGRES_SCHEMES:
-        from sinks.history.postgres import PostgresHistoryStore  # psycopg only when used
+    from sinks.history.postgres import PostgresHistoryStore  # psycopg only when used
 
-        return PostgresHistoryStore(url)
-    raise HistoryError(f"unknown billing-history URL {redact(url)!r}: use sqlite:///PATH, "
-                       "sqlite:///:memory: or postgresql://USER@HOST:PORT/DB")
+    return PostgresHistoryStore(url)
+
+
+def check_history_url(url: str) -> None:
+    """HistoryError unless ``url`` names a store of a known kind (connects to nothing)."""
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        sqlite_path(url)
+    elif scheme not in POSTGRES_SCHEMES:
+        raise HistoryError(f"unknown billing-history URL {redact(url)!r}: use sqlite:///PATH, "
+                           "sqlite:///:memory: or postgresql://USER@HOST:PORT/DB")
 
 
 def redact(url: str) -> str:

@@ -6,17 +6,21 @@ the session's live Kafka, registry and Redis on topics of their own.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from sinks.history import HistoryFilter, open_history_store
 from stream.settings import REPO_ROOT, Connections
 
 EXAMPLE = REPO_ROOT / "config" / "catalog"
@@ -24,6 +28,8 @@ SUBCOMMANDS = {
     "stack": "--with", "topics": "--help", "schemas": "--help", "catalog": "--against",
     "process": "--idle-exit", "produce": "--item-type", "simulate": "--events",
     "sink": "--replay", "tail": "--follow", "demo": "--keep-running",
+    "report": "--period", "api": "--tokens", "billing-run": "--fiscal-year",
+    "licences": "invoices",
 }
 
 
@@ -39,6 +45,25 @@ def _closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def _no_services() -> dict[str, str]:
+    """Every connection pointed at a closed port: a command that must fail before it
+    connects to anything shows it."""
+    port = _closed_port()
+    return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
+            "SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{port}",
+            "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+
+
+def _one_sentence(result: subprocess.CompletedProcess[str], command: str) -> str:
+    """The error of a command that exited 2 with one line on stderr, and nothing else."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"rating {command}: ")
+    return lines[0]
 
 
 def _copy(tmp_path: Path, name: str) -> Path:
@@ -129,6 +154,54 @@ def test_catalog_diff_against_a_broken_folder_is_an_error(tmp_path: Path) -> Non
     assert "Traceback" not in result.stderr
 
 
+def test_report_with_a_bad_period_names_it() -> None:
+    error = _one_sentence(rating("report", "summary", "--period", "2026-13"), "report")
+    assert error == ("rating report: --period must be a month as YYYY-MM (e.g. 2024-05), "
+                     "got '2026-13'")
+
+
+def test_summary_of_an_empty_history_is_an_empty_report_that_passes(tmp_path: Path) -> None:
+    # Nothing billed in the month: the file has the header alone, and the control check
+    # (0 records in the report, 0 in the history) passes.
+    url = f"sqlite:///{tmp_path / 'empty-history.db'}"
+    result = rating("report", "summary", "--period", "2026-11", "--history-url", url,
+                    "--out", str(tmp_path), env=_no_services())
+    assert result.returncode == 0, result.stderr
+    written = tmp_path / "summary-2026-11.csv"
+    assert result.stdout.splitlines() == [
+        f"wrote {written}",
+        "control OK: records: 0 in this report, 0 in the billing history for 2026-11",
+        "control OK: the grand totals are the revenue to record for 2026-11"]
+    header, *rest = written.read_text().splitlines()
+    assert header.startswith("line,provider,product,account_id,currency,")
+    assert [line for line in rest if line] == [
+        '"control OK: records: 0 in this report, 0 in the billing history for 2026-11"',
+        "control OK: the grand totals are the revenue to record for 2026-11"]
+
+
+def test_billing_history_sink_refuses_an_unknown_url_before_connecting() -> None:
+    result = rating("sink", "billing-history", "--url", "nosuch://x", env=_no_services())
+    error = _one_sentence(result, "sink")
+    assert "unknown billing-history URL 'nosuch://x'" in error
+    assert "sqlite:///PATH" in error
+
+
+def test_api_with_a_missing_token_file_names_it() -> None:
+    result = rating("api", "--tokens", "/nonexistent.yaml", env=_no_services())
+    error = _one_sentence(result, "api")
+    assert error.startswith("rating api: /nonexistent.yaml: cannot read the API token file")
+
+
+def test_billing_run_options_are_checked_by_the_parser() -> None:
+    # The run names come from the catalog (checked against the published version, see the
+    # live test below); the parser checks what it can: a fiscal year is a number, and given.
+    for args in (["--type", "bogus"], ["--fiscal-year", "twenty", "--type", "annual"]):
+        result = rating("billing-run", *args, env=_no_services())
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith("usage: rating billing-run")
+        assert "--fiscal-year" in result.stderr.splitlines()[-1]
+
+
 @pytest.mark.integration
 def test_main_paths_against_the_live_stack(connections: Connections, tmp_path: Path) -> None:
     suffix = f"-cli{uuid.uuid4().hex[:10]}"
@@ -168,3 +241,51 @@ def test_main_paths_against_the_live_stack(connections: Connections, tmp_path: P
     assert tail.returncode == 0, tail.stderr
     rated = [json.loads(line) for line in tail.stdout.splitlines()]
     assert [(r["event_id"], r["net_amount"]) for r in rated] == [(event_id, "20.00")]
+
+    # The billing history, then the month's summary from it.
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    _store_history(url, env, expected_rows=1)
+    period = str(rated[0]["billing_period"])
+    summary = rating("report", "summary", "--period", period, "--history-url", url,
+                     "--out", str(tmp_path), env=env)
+    assert summary.returncode == 0, summary.stderr
+    assert f"control OK: the grand totals are the revenue to record for {period}" in \
+        summary.stdout.splitlines()
+    lines = list(csv.reader((tmp_path / f"summary-{period}.csv").open()))
+    assert [line for line in lines if line and line[0] == "total"] == [
+        ["total", "", "", "", "USD", "disk", "1", "2", "20.00", "0.00", "20.00", "0.00",
+         "20.00"]]
+
+    # A billing run the catalog does not define: refused before anything is published.
+    run = rating("billing-run", "--fiscal-year", "2027", "--type", "bogus", "--history-url",
+                 url, "--out", str(tmp_path / "invoices"), env=env)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (  # after the catalog reader's log line
+        "rating billing-run: unknown run 'bogus' (catalog 2026.11-demo.1 has annual, "
+        "true-up-january, true-up-june)")
+    assert not (tmp_path / "invoices").exists()
+
+
+def _store_history(url: str, env: dict[str, str], expected_rows: int) -> None:
+    """`rating sink billing-history --url URL` until it has stored the rows; SIGTERM stops it
+    cleanly (exit 0)."""
+    sink = subprocess.Popen([sys.executable, "-m", "stream.cli", "sink", "billing-history",
+                             "--url", url], cwd=REPO_ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        stored = 0
+        while stored < expected_rows and time.monotonic() < deadline:
+            assert sink.poll() is None, sink.communicate()[0][-2000:]
+            time.sleep(0.5)
+            store = open_history_store(url)
+            try:
+                stored = store.count(HistoryFilter())
+            finally:
+                store.close()
+        assert stored == expected_rows, f"{stored} rows stored within 60 s"
+    finally:
+        sink.send_signal(signal.SIGTERM)
+        output = sink.communicate(timeout=30)[0]
+    assert sink.returncode == 0, output[-2000:]
