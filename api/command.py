@@ -39,7 +39,7 @@ def serve(args: argparse.Namespace) -> int:
         log.warning("api: the token file has no tokens: every request will be refused (401)")
     connections = connections_from_env()
     history_url = args.history_url or settings.sinks.history_url
-    history = open_history_store(history_url)
+    history = open_history_store(history_url, must_exist=True)
     client = api_redis_client(connections.redis_url)
     catalog: CatalogProvider
     feed: FeedCatalog | None = None

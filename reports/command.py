@@ -54,7 +54,7 @@ def report_command(args: argparse.Namespace) -> int:
     file_format = args.format or _format_of(args.out)
     path = output_path(args.kind, period, args.provider, file_format, args.out)
     url = args.history_url or load_settings(args.settings).sinks.history_url
-    store = open_history_store(url)
+    store = open_history_store(url, must_exist=True)
     try:
         report = build_report(store, args.kind, period, args.provider)
         if file_format == "xlsx":

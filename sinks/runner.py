@@ -58,6 +58,18 @@ class StoreRewound(RatingError):
     """The store's offsets went backwards (it lost data): re-read from what it now has."""
 
 
+class StoreAheadOfTopic(RatingError):
+    """The store says it has read past the end of the topic: the topic was deleted and
+    created again (e.g. a new local stack) while the store kept its data. Reading on would
+    skip every new record below the stored offsets, so the sink refuses to start."""
+
+
+def offsets_beyond_end(stored: dict[int, int], ends: dict[int, int]) -> dict[int, tuple[int, int]]:
+    """partition -> (stored next offset, topic end offset) where the store is ahead."""
+    return {p: (stored[p], end) for p, end in sorted(ends.items())
+            if p in stored and stored[p] > end}
+
+
 def sink_consumer(connections: Connections, group_id: str, **overrides: Any) -> Consumer:
     """read_committed, no auto-commit; a long poll interval so an outage keeps the partitions.
 
@@ -212,12 +224,26 @@ class SinkRunner:
         offsets = {} if self._replay else self._stored_offsets()
         if offsets is None:  # stopping: the loop ends before processing anything
             offsets = {}
+        self._refuse_if_ahead(consumer, partitions, offsets)
         for tp in partitions:
             tp.offset = offsets.get(tp.partition, OFFSET_BEGINNING)
         consumer.assign(partitions)
         self._assignment = {tp.partition for tp in partitions}
         log.info("sink %s: assigned %s from %s", self._sink.name, self._topic,
                  {tp.partition: offsets.get(tp.partition, "beginning") for tp in partitions})
+
+    def _refuse_if_ahead(self, consumer: Consumer, partitions: list[TopicPartition],
+                         offsets: dict[int, int]) -> None:
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10.0)[1]
+                for tp in partitions if tp.partition in offsets}
+        ahead = offsets_beyond_end(offsets, ends)
+        if ahead:
+            self._stop.set()  # raised from the rebalance callback: end the run, do not retry
+            raise StoreAheadOfTopic(
+                f"sink {self._sink.name}: its store has read {self._topic} further than the "
+                f"topic goes (partition: (stored next offset, end offset) {ahead}): the topic "
+                "was created again while the store kept its data; empty the store (or point "
+                "the sink at a new one) before starting it")
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assignment -= {tp.partition for tp in partitions}

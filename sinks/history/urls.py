@@ -31,17 +31,26 @@ def sqlite_path(url: str, base_dir: Path | None = None) -> str:
     return str(path if path.is_absolute() else (base_dir or Path.cwd()) / path)
 
 
-def open_history_store(url: str, base_dir: Path | None = None) -> BillingHistoryStore:
+def open_history_store(url: str, base_dir: Path | None = None, *,
+                       must_exist: bool = False) -> BillingHistoryStore:
     """The store behind ``url``, its schema created if missing (idempotent).
 
-    Raises HistoryError for a URL of no known kind, HistoryStoreUnavailable when
-    the database cannot be reached.
+    ``must_exist`` (readers: reports, the API): an SQLite file that does not exist
+    is an error rather than a new, empty history -- a mistyped path must not give
+    an empty report whose control check passes.
+
+    Raises HistoryError for a URL of no known kind (or a missing file with
+    ``must_exist``), HistoryStoreUnavailable when the database cannot be reached.
     """
     check_history_url(url)
     if urlsplit(url).scheme == "sqlite":
         from sinks.history.sqlite import SqliteHistoryStore
 
-        return SqliteHistoryStore(sqlite_path(url, base_dir))
+        path = sqlite_path(url, base_dir)
+        if must_exist and path != ":memory:" and not Path(path).is_file():
+            raise HistoryError(f"no billing history at {path}: check the URL, or start "
+                               "`rating sink billing-history` to create it")
+        return SqliteHistoryStore(path)
     from sinks.history.postgres import PostgresHistoryStore  # psycopg only when used
 
     return PostgresHistoryStore(url)

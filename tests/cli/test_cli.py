@@ -164,6 +164,7 @@ def test_summary_of_an_empty_history_is_an_empty_report_that_passes(tmp_path: Pa
     # Nothing billed in the month: the file has the header alone, and the control check
     # (0 records in the report, 0 in the history) passes.
     url = f"sqlite:///{tmp_path / 'empty-history.db'}"
+    open_history_store(url).close()  # what the sink creates before its first record
     result = rating("report", "summary", "--period", "2026-11", "--history-url", url,
                     "--out", str(tmp_path), env=_no_services())
     assert result.returncode == 0, result.stderr
@@ -177,6 +178,16 @@ def test_summary_of_an_empty_history_is_an_empty_report_that_passes(tmp_path: Pa
     assert [line for line in rest if line] == [
         '"control OK: records: 0 in this report, 0 in the billing history for 2026-11"',
         "control OK: the grand totals are the revenue to record for 2026-11"]
+
+
+def test_report_on_a_missing_history_file_is_an_error_not_an_empty_report(
+        tmp_path: Path) -> None:
+    missing = tmp_path / "typo.db"
+    error = _one_sentence(rating("report", "summary", "--period", "2026-11", "--history-url",
+                                 f"sqlite:///{missing}", "--out", str(tmp_path),
+                                 env=_no_services()), "report")
+    assert error.startswith(f"rating report: no billing history at {missing}")
+    assert not missing.exists()
 
 
 def test_billing_history_sink_refuses_an_unknown_url_before_connecting() -> None:

@@ -231,3 +231,23 @@ def test_sigterm_stops_the_sink_cleanly(pipeline: Pipeline, backend: Backend) ->
     process.popen.send_signal(signal.SIGTERM)
     assert process.popen.wait(30) == 0
     process.stop()
+
+
+def test_a_store_ahead_of_a_recreated_topic_refuses_to_start(
+        pipeline: Pipeline, backend: Backend) -> None:
+    """The history has read 42 records of partition 0, but the topic is new and empty
+    (a new stack, the topic deleted and created again): reading on from offset 42 would
+    silently skip the first 42 new records, so the sink must stop and say why."""
+    topic = pipeline.settings.topics.rated.name
+    store = backend.open()
+    try:
+        store.write_batch([sink_record(1, partition=0, offset=41, topic=topic)])
+    finally:
+        store.close()
+    sink = SinkThread(pipeline, backend.url)
+    sink.thread.join(60)
+    assert not sink.thread.is_alive(), "the sink kept running on a topic behind its store"
+    assert sink.error is not None, "the sink started although its store is ahead of the topic"
+    message = str(sink.error)
+    assert f"has read {topic} further than the topic goes" in message, message
+    assert "{0: (42, 0)}" in message, message
