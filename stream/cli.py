@@ -18,7 +18,8 @@ Handler = Callable[[argparse.Namespace], int]
 
 def _add_produce(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     produce = sub.add_parser("produce", help="publish usage events from a JSON file or flags")
-    produce.add_argument("--file", type=Path, help="JSON file: one event object or a list")
+    produce.add_argument("--file", type=Path, help="JSON file (one event object or a list) "
+                         "or an Avro container file of UsageEvent records")
     produce.add_argument("--item-type")
     produce.add_argument("--item-id")
     produce.add_argument("--operation")

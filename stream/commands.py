@@ -149,7 +149,9 @@ def _metrics_port(flag: int | None) -> tuple[int, bool]:
 
 def produce(args: argparse.Namespace) -> int:
     # The events first: a wrong flag or file is reported before any connection is tried.
-    if args.file:
+    if args.file and _is_avro_file(args.file):
+        events = _events_from_avro_file(args.file)
+    elif args.file:
         events = [_event_from_json(raw, f"{args.file}#{index}")
                   for index, raw in enumerate(_json_list(args.file))]
     else:
@@ -161,6 +163,42 @@ def produce(args: argparse.Namespace) -> int:
     for event in events:
         print(f"published {event.event_id} {event.service_item_type}/{event.operation}")
     return 0
+
+
+AVRO_FILE_MAGIC = b"Obj\x01"
+
+
+def _is_avro_file(path: Path) -> bool:
+    """An Avro object container file (by its magic bytes, whatever the extension)."""
+    try:
+        with path.open("rb") as file:
+            return file.read(len(AVRO_FILE_MAGIC)) == AVRO_FILE_MAGIC
+    except OSError as exc:
+        raise RatingError(f"{path}: cannot read: {exc}") from None
+
+
+def _events_from_avro_file(path: Path) -> list[Any]:
+    """UsageEvent records from an Avro container file, read with the file's own schema
+    resolved against ours (so a compatible older writer schema works), validated like
+    the router does."""
+    import fastavro
+
+    from processors.errors import EventRejected
+    from stream.codec import event_from_avro
+    from stream.serde import SCHEMA_FILES, parsed_schema
+
+    events = []
+    try:
+        with path.open("rb") as file:
+            reader = fastavro.reader(file, reader_schema=parsed_schema(SCHEMA_FILES["events"]))
+            for index, record in enumerate(reader):
+                try:
+                    events.append(event_from_avro(record))  # type: ignore[arg-type]
+                except EventRejected as rejected:
+                    raise RatingError(f"{path}#{index}: {rejected.message}") from None
+    except (OSError, ValueError, EOFError, fastavro.read.SchemaResolutionError) as exc:
+        raise RatingError(f"{path}: not a readable UsageEvent Avro file: {exc}") from None
+    return events
 
 
 def _json_list(path: Path) -> list[dict[str, Any]]:

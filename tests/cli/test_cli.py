@@ -16,11 +16,15 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import fastavro
 import pytest
 
 from sinks.history import HistoryFilter, open_history_store
+from stream.serde import SCHEMA_FILES, parsed_schema
 from stream.settings import REPO_ROOT, Connections
 
 EXAMPLE = REPO_ROOT / "config" / "catalog"
@@ -245,17 +249,26 @@ def test_main_paths_against_the_live_stack(connections: Connections, tmp_path: P
     event_id = produce.stdout.split()[1]
     assert produce.stdout.strip() == f"published {event_id} HardDisk/Order"
 
+    # The same kind of event from an Avro container file (3 disks: 30.00).
+    avro_file = tmp_path / "events.avro"
+    avro_id = f"avro-{uuid.uuid4().hex[:8]}"
+    _write_avro_events(avro_file, [_avro_disk_order(avro_id, quantity="3")])
+    from_file = rating("produce", "--file", str(avro_file), env=env)
+    assert from_file.returncode == 0, from_file.stderr
+    assert from_file.stdout.strip() == f"published {avro_id} HardDisk/Order"
+
     process = rating("process", "--idle-exit", "5", env=env, timeout=180)
     assert process.returncode == 0, process.stderr[-2000:]
 
     tail = rating("tail", "rated", env=env)
     assert tail.returncode == 0, tail.stderr
     rated = [json.loads(line) for line in tail.stdout.splitlines()]
-    assert [(r["event_id"], r["net_amount"]) for r in rated] == [(event_id, "20.00")]
+    assert sorted((r["event_id"], r["net_amount"]) for r in rated) == sorted(
+        [(event_id, "20.00"), (avro_id, "30.00")])
 
     # The billing history, then the month's summary from it.
     url = f"sqlite:///{tmp_path / 'history.db'}"
-    _store_history(url, env, expected_rows=1)
+    _store_history(url, env, expected_rows=2)
     period = str(rated[0]["billing_period"])
     summary = rating("report", "summary", "--period", period, "--history-url", url,
                      "--out", str(tmp_path), env=env)
@@ -264,8 +277,8 @@ def test_main_paths_against_the_live_stack(connections: Connections, tmp_path: P
         summary.stdout.splitlines()
     lines = list(csv.reader((tmp_path / f"summary-{period}.csv").open()))
     assert [line for line in lines if line and line[0] == "total"] == [
-        ["total", "", "", "", "USD", "disk", "1", "2", "20.00", "0.00", "20.00", "0.00",
-         "20.00"]]
+        ["total", "", "", "", "USD", "disk", "2", "5", "50.00", "0.00", "50.00", "0.00",
+         "50.00"]]
 
     # A billing run the catalog does not define: refused before anything is published.
     run = rating("billing-run", "--fiscal-year", "2027", "--type", "bogus", "--history-url",
@@ -276,6 +289,30 @@ def test_main_paths_against_the_live_stack(connections: Connections, tmp_path: P
         "rating billing-run: unknown run 'bogus' (catalog 2026.11-demo.1 has annual, "
         "true-up-january, true-up-june)")
     assert not (tmp_path / "invoices").exists()
+
+
+def _avro_disk_order(event_id: str, quantity: str, requester: str = "alice") -> dict[str, Any]:
+    return {"event_id": event_id, "event_time": datetime.now(UTC),
+            "service_item_type": "HardDisk", "service_item_id": f"hd-{event_id}",
+            "operation": "Order",
+            "attributes": [{"name": "quantity", "number": quantity, "text": None},
+                           {"name": "model", "number": None, "text": "x"}],
+            "requester": requester, "home_ou": "eng/platform", "account_id": None,
+            "provider": None, "product": None, "source": "avro-file-test"}
+
+
+def _write_avro_events(path: Path, records: list[dict[str, Any]]) -> None:
+    with path.open("wb") as file:
+        fastavro.writer(file, parsed_schema(SCHEMA_FILES["events"]), records)
+
+
+def test_produce_from_an_avro_file_names_the_bad_record(tmp_path: Path) -> None:
+    avro_file = tmp_path / "bad.avro"
+    _write_avro_events(avro_file, [_avro_disk_order("ok-1", "1"),
+                                   _avro_disk_order("bad-2", "1", requester=" ")])
+    error = _one_sentence(rating("produce", "--file", str(avro_file), env=_no_services()),
+                          "produce")
+    assert error == f"rating produce: {avro_file}#1: event bad-2: field 'requester' is empty"
 
 
 def _store_history(url: str, env: dict[str, str], expected_rows: int) -> None:
