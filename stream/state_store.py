@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
+from typing import Generic, Protocol, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
@@ -23,15 +24,32 @@ log = logging.getLogger(__name__)
 OFFSET_BEGINNING = -2
 
 
-class ChangelogStateStore:
+class ChangelogState(Protocol):
+    """What a stage's per-partition state offers the store (see processors/state.py)."""
+
+    def dirty_keys(self) -> set[str]: ...
+
+    def clear_dirty(self) -> None: ...
+
+    def dump(self, key: str) -> bytes | None: ...
+
+    def load(self, key: str, value: bytes | None) -> None: ...
+
+
+S = TypeVar("S", bound=ChangelogState)
+
+
+class ChangelogStore(Generic[S]):
+    """Per-partition state of any stage (the rater's, the subscription stage's)."""
+
     def __init__(self, restore_consumer: Consumer, changelog_topic: str,
-                 new_state: Callable[[], PartitionState]):
+                 new_state: Callable[[], S]):
         self._consumer = restore_consumer
         self._topic = changelog_topic
         self._new_state = new_state
-        self._states: dict[int, PartitionState] = {}
+        self._states: dict[int, S] = {}
 
-    def state(self, partition: int) -> PartitionState:
+    def state(self, partition: int) -> S:
         return self._states[partition]
 
     def partitions(self) -> list[int]:
@@ -60,7 +78,7 @@ class ChangelogStateStore:
     def close(self) -> None:
         self._consumer.close()
 
-    def _restore_all(self, partitions: list[int]) -> dict[int, PartitionState]:
+    def _restore_all(self, partitions: list[int]) -> dict[int, S]:
         """Replay the changelog partitions together, each to its (read_committed) end."""
         if not partitions:
             return {}
@@ -93,6 +111,10 @@ class ChangelogStateStore:
         log.info("restored %s%s: %d records in %.2f s", self._topic, partitions, restored,
                  time.perf_counter() - started)
         return states
+
+
+class ChangelogStateStore(ChangelogStore[PartitionState]):
+    """The rater's store."""
 
 
 class KafkaErrorDuringRestore(RatingError):
