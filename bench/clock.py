@@ -31,6 +31,7 @@ class Timing:
     batches: int
     in_batches_s: float  # of ``seconds``: inside batches (the rest: consume(), between batches)
     complete: bool  # False: the time limit stopped the run first
+    started_at: float = 0.0  # wall clock (time.time()) of the start, to compare processes
 
 
 def _sum_and_count(histogram: Histogram) -> tuple[float, float]:
@@ -56,6 +57,7 @@ class LoopClock:
         # Metrics are process-wide and cumulative: count from here on.
         self._records0, self._batches0 = _sum_and_count(metrics.BATCH_SIZE)
         self._seconds0, _ = _sum_and_count(metrics.BATCH_SECONDS)
+        self._wall_offset = time.time() - time.perf_counter()
         self._started: float | None = None
         self._finished: float | None = None
         self._committed = 0
@@ -71,8 +73,10 @@ class LoopClock:
         self._thread.join()
         end = self._finished if self._finished is not None else time.perf_counter()
         seconds = 0.0 if self._started is None else end - self._started
+        started = end if self._started is None else self._started
         return Timing(seconds=seconds, committed=self._committed, batches=self._batches,
-                      in_batches_s=self._busy, complete=self._finished is not None)
+                      in_batches_s=self._busy, complete=self._finished is not None,
+                      started_at=started + self._wall_offset)
 
     def _watch(self) -> None:
         deadline = time.perf_counter() + self._limit_s

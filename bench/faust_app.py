@@ -206,7 +206,7 @@ async def route(stream: faust.StreamT[bytes]) -> None:
     router = _stages().router
     async for event in stream.events():
         _mark_first_event()
-        await _send(list(router.process(_record(event))))
+        await _send([*router.process(_record(event)), *router.end_batch()])
 
 
 @app.agent(_topic(TOPICS.by_account.name))

@@ -19,19 +19,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from bench import faust_runner, inprocess
+from bench import faust_runner, inprocess, parallel
 from bench.lanes import Lane, delete_run_topics, open_lane, publish_input
 from bench.profiling import profile_rating
 from bench.results import Result, failed
 from bench.workload import EngineTiming, Expected, dry_run, encode, generate
 from processors.catalog import Catalog, load_catalog_dir
 from stream.clients import registry_client
-from stream.contracts import build_codecs
+from stream.contracts import Codecs, build_codecs
 from stream.settings import Connections, Settings, load_settings
 
 log = logging.getLogger(__name__)
 AGREEMENTS_FILE = "agreements.yaml"
-CONTENDERS = ("passthrough", "rating", "rating-no-quota", "split", "faust")
+CONTENDERS = ("passthrough", "passthrough-avro", "passthrough-2hop", "rating", "rating-no-quota",
+              "split", "parallel", "faust")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class BenchConfig:
     work_dir: Path = Path("out")
     keep_topics: bool = False
     profile_path: Path | None = None  # set: one more, profiled (untimed) rating run
+    processes: int = 0  # the parallel contender's processes; 0: one per core
 
 
 @dataclass
@@ -92,7 +94,7 @@ def run_benchmark(connections: Connections, config: BenchConfig,
             lane_name = contender if contender not in config.contenders[:index] else \
                 f"{contender}{index}"
             report.results.extend(_run(contender, lane_name, connections, run_id, config,
-                                       catalog, base, records, expected, say))
+                                       catalog, base, records, expected, say, codecs))
         if config.profile_path is not None:
             say(f"profiling the rating loop (untimed) into {config.profile_path}")
             lane = _fresh(connections, run_id, "profile", config, catalog, base, records)
@@ -112,13 +114,25 @@ def _lane(connections: Connections, run_id: str, name: str, config: BenchConfig,
 
 def _run(contender: str, lane_name: str, connections: Connections, run_id: str,
          config: BenchConfig, catalog: Catalog, base: Settings, records: list[tuple[bytes, bytes]],
-         expected: Expected, say: Callable[[str], None]) -> list[Result]:
+         expected: Expected, say: Callable[[str], None], codecs: Codecs) -> list[Result]:
+    if contender == "parallel":
+        processes = config.processes or os.cpu_count() or 1
+        say(f"{contender}: {processes} rating processes, one lane and share of the input each")
+        return [parallel.run(processes,
+                             lambda name: _lane(connections, run_id, f"{lane_name}-{name}",
+                                                config, catalog, base),
+                             records, codecs, catalog, base,
+                             config.work_dir / f"parallel-{run_id}", config.limit_s)]
     lane = _lane(connections, run_id, lane_name, config, catalog, base)
     publish_input(lane, records)
     say(f"{contender}: {len(records)} events published on {lane.settings.topics.events.name}")
     results: list[Result]
     if contender == "passthrough":
         results = [inprocess.pass_through(lane, expected, config.limit_s)]
+    elif contender == "passthrough-avro":
+        results = [inprocess.avro_pass_through(lane, expected, codecs, config.limit_s)]
+    elif contender == "passthrough-2hop":
+        results = [inprocess.two_hop_pass_through(lane, expected, config.limit_s)]
     elif contender == "rating":
         results = [inprocess.rating(lane, expected, config.limit_s)]
     elif contender == "rating-no-quota":

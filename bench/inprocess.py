@@ -18,7 +18,9 @@ from bench.outputs import read_outputs
 from bench.results import Result
 from bench.workload import Expected
 from stream.clients import processing_consumer, transactional_producer
-from stream.loop import ExactlyOnceLoop, Output, StatelessStage
+from stream.contracts import Codecs
+from stream.loop import ExactlyOnceLoop, Output, Stage, StatelessStage
+from stream.messages import origin_of
 from stream.processor import RunOptions, run_processor
 
 
@@ -39,7 +41,54 @@ class PassThroughStage(StatelessStage):
         return (Output(topic=self._target, key=message.key(), value=message.value()),)
 
 
-def time_pass_through(lane: Lane, expected_records: int, limit_s: float) -> Timing:
+class AvroPassThroughStage(PassThroughStage):
+    """Decodes each record with fastavro and encodes it again: what any stage that reads
+    and writes Avro pays, and nothing else (a yardstick, not a contender)."""
+
+    name = "avro-pass-through"
+
+    def __init__(self, source: str, target: str, codecs: Codecs):
+        super().__init__(source, target)
+        self._decoder = codecs.event_decoder
+        self._encoder = codecs.event_encoder
+
+    def process(self, message: Message) -> Iterable[Output]:
+        value = self._encoder.encode(self._decoder.decode(message.value()))
+        return (Output(topic=self._target, key=message.key(), value=value),)
+
+
+class SecondHopStage(PassThroughStage):
+    """The rater's Kafka work without the rating: each record forwarded once more, plus
+    one small state record per record on the changelog partition of its input partition
+    (the rater writes about that much: the event id it has seen, in the same transaction)."""
+
+    name = "second-hop"
+
+    def __init__(self, source: str, target: str, changelog: str):
+        super().__init__(source, target)
+        self._changelog = changelog
+        self._state: list[Output] = []
+
+    def process(self, message: Message) -> Iterable[Output]:
+        origin = origin_of(message)
+        self._state.append(Output(topic=self._changelog, partition=origin.partition,
+                                  key=f"seen|{origin.offset}".encode(), value=SEEN_VALUE))
+        return (Output(topic=self._target, key=message.key(), value=message.value()),)
+
+    def end_batch(self) -> Iterable[Output]:
+        state, self._state = self._state, []
+        return state
+
+    def abort_batch(self) -> None:
+        self._state = []
+
+
+# The size of a changelog value for a seen event id.
+SEEN_VALUE = b'{"event_time":"2026-11-22T10:32:27.993000+00:00","fingerprint":"' + b"0" * 64 + b'"}'
+
+
+def time_pass_through(lane: Lane, expected_records: int, limit_s: float,
+                      stages: Sequence[Stage] | None = None) -> Timing:
     """The same loop, clients, batch size and timeout as the processor; a trivial stage."""
     processor = lane.settings.processor
     topics = lane.settings.topics
@@ -48,7 +97,8 @@ def time_pass_through(lane: Lane, expected_records: int, limit_s: float) -> Timi
                                       processor.transaction_timeout_ms)
     consumer = processing_consumer(lane.connections, processor.group_id)
     loop = ExactlyOnceLoop(consumer, producer,
-                           [PassThroughStage(topics.events.name, topics.by_account.name)],
+                           stages or [PassThroughStage(topics.events.name,
+                                                       topics.by_account.name)],
                            processor.batch_size, processor.batch_timeout_s)
     clock = LoopClock(expected_records, stop, limit_s)
     clock.start()
@@ -74,10 +124,10 @@ def time_processor(lane: Lane, stages: Sequence[str], expected_records: int,
 
 
 def _result(contender: str, lane: Lane, timing: Timing, events: int, records_per_event: float,
-            expected_outputs: dict[str, int]) -> Result:
+            expected_outputs: dict[str, int], rated_records: bool = True) -> Result:
     # The loop commits records of every topic it reads; the rate is in input events.
     processed = events if timing.complete else int(timing.committed / records_per_event)
-    outputs, twice = read_outputs(lane, list(expected_outputs))
+    outputs, twice = read_outputs(lane, list(expected_outputs), rated_records)
     return Result(contender=contender, events=events, seconds=timing.seconds,
                   complete=timing.complete, processed=processed, outputs=outputs,
                   expected_outputs=expected_outputs, rated_twice=twice,
@@ -96,6 +146,29 @@ def pass_through(lane: Lane, expected: Expected, limit_s: float) -> Result:
     timing = time_pass_through(lane, expected.events, limit_s)
     return _result("pass-through", lane, timing, expected.events, 1.0,
                    {"by_account": expected.events})
+
+
+def avro_pass_through(lane: Lane, expected: Expected, codecs: Codecs, limit_s: float) -> Result:
+    """Pass-through that decodes and re-encodes every event with fastavro. The input holds
+    no undecodable record (the workload's bad events are valid Avro)."""
+    topics = lane.settings.topics
+    stage = AvroPassThroughStage(topics.events.name, topics.by_account.name, codecs)
+    timing = time_pass_through(lane, expected.events, limit_s, [stage])
+    return _result("Avro pass-through", lane, timing, expected.events, 1.0,
+                   {"by_account": expected.events})
+
+
+def two_hop_pass_through(lane: Lane, expected: Expected, limit_s: float) -> Result:
+    """The Kafka work of rating without the rating: events -> by-account -> rated, plus one
+    changelog record per record, in one loop and one transaction per batch."""
+    topics = lane.settings.topics
+    stages: list[Stage] = [
+        PassThroughStage(topics.events.name, topics.by_account.name),
+        SecondHopStage(topics.by_account.name, topics.rated.name, topics.changelog.name)]
+    timing = time_pass_through(lane, 2 * expected.events, limit_s, stages)
+    return _result("two-hop pass-through", lane, timing, expected.events, 2.0,
+                   {"by_account": expected.events, "rated": expected.events},
+                   rated_records=False)
 
 
 def rating(lane: Lane, expected: Expected, limit_s: float) -> Result:

@@ -78,12 +78,16 @@ def rated_twice(connections: Connections, topic: str, decoder: AvroDecoder) -> i
     return sum(1 for count in seen.values() if count > 1)
 
 
-def read_outputs(lane: Lane, roles: Sequence[str]) -> tuple[dict[str, int], int]:
-    """(role -> committed records, event ids rated more than once) on the lane's topics."""
+def read_outputs(lane: Lane, roles: Sequence[str],
+                 rated_records: bool = True) -> tuple[dict[str, int], int]:
+    """(role -> committed records, event ids rated more than once) on the lane's topics.
+
+    ``rated_records``: False when the rated topic holds something else (a pass-through
+    lane writes the input there); then it is only counted."""
     names = {role: getattr(lane.settings.topics, role).name for role in roles}
     counts = count_records(lane.connections, list(names.values()))
     twice = 0
-    if "rated" in names:
+    if "rated" in names and rated_records:
         decoder = AvroDecoder(registry_client(lane.connections), SCHEMA_FILES["rated"])
         twice = rated_twice(lane.connections, names["rated"], decoder)
     return {role: counts[name] for role, name in names.items()}, twice

@@ -14,6 +14,9 @@ from bench.results import Result
 PASS_THROUGH = "pass-through"
 RATING = "rating"
 FAUST = "faust"
+TWO_HOP = "two-hop pass-through"
+AVRO = "Avro pass-through"
+PER_CORE = "per-core rating"
 TARGET_VS_PASS_THROUGH = 0.5
 TARGET_VS_FAUST = 10.0
 
@@ -102,6 +105,28 @@ def target_lines(report: Report) -> list[str]:
         times = rating.events_per_s / faust.events_per_s
         lines.append(f"target rating >= {TARGET_VS_FAUST:.0f}x {faust.contender}: {times:.1f}x "
                      f"-> {'MET' if times >= TARGET_VS_FAUST else 'NOT MET'}")
+    return lines + yardstick_lines(report)
+
+
+def yardstick_lines(report: Report) -> list[str]:
+    """Extra information next to the targets: the fairer baselines, and one process per core."""
+    rating, base = report.result(RATING), report.result(PASS_THROUGH)
+    lines = []
+    for name, what in ((TWO_HOP, "the Kafka work of rating without the rating"),
+                       (AVRO, "Avro decode and encode per event, nothing else")):
+        row = report.result(name)
+        if not (row and row.events_per_s):
+            continue
+        parts = [f"{name} ({what}): {row.events_per_s:,.0f}/s"]
+        if base and base.events_per_s:
+            parts.append(f"{row.events_per_s / base.events_per_s:.0%} of pass-through")
+        if rating and rating.events_per_s:
+            parts.append(f"rating is {rating.events_per_s / row.events_per_s:.0%} of it")
+        lines.append("for reference, " + "; ".join(parts))
+    per_core = report.result(PER_CORE)
+    if per_core and per_core.events_per_s and rating and rating.events_per_s:
+        lines.append(f"for reference, {per_core.contender}: {per_core.events_per_s:,.0f}/s, "
+                     f"{per_core.events_per_s / rating.events_per_s:.1f}x one process")
     return lines
 
 

@@ -1,7 +1,8 @@
 """`make bench`: exactly-once rating throughput vs pass-through and a faust agent, one run.
 
-    python -m bench.run [--events 50000] [--contenders passthrough,rating,split,faust]
-                        [--json PATH] [--profile] [--faust-cap 300] [--keep-topics]
+    python -m bench.run [--events 50000] [--contenders passthrough,rating,split,faust,...]
+                        [--processes N] [--json PATH] [--profile] [--faust-cap 300]
+                        [--keep-topics]
 
 Connections come from KAFKA_BOOTSTRAP_SERVERS and SCHEMA_REGISTRY_URL when
 set; otherwise from the local stack, started if needed (and stopped again
@@ -40,6 +41,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--contenders", default=",".join(CONTENDERS),
                         help=f"comma-separated, run in this order (default {','.join(CONTENDERS)})")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="processes of the parallel contender (default: one per core)")
     parser.add_argument("--faust-cap", type=float, default=300.0,
                         help="seconds of faust processing before it is stopped (300)")
     parser.add_argument("--faust-guarantee", default="exactly_once",
@@ -71,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             events=args.events, batch_size=batch_size, seed=args.seed,
             contenders=tuple(c.strip() for c in args.contenders.split(",") if c.strip()),
             faust_cap_s=args.faust_cap, faust_guarantee=args.faust_guarantee,
+            processes=args.processes,
             work_dir=OUT_DIR, keep_topics=args.keep_topics,
             profile_path=OUT_DIR / f"bench-{stamp}.prof" if args.profile else None)
         report = run_benchmark(connections, config, say)

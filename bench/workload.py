@@ -64,9 +64,12 @@ class EngineTiming:
     seconds: float
 
 
-def generate(workload_file: Path, count: int, seed: int) -> list[UsageEvent]:
-    """``count`` events of the `make run` workload (config/workload.yaml), reproducible."""
-    workload = Workload(load_workload(workload_file), random.Random(seed), datetime.now(UTC))
+def generate(workload_file: Path, count: int, seed: int,
+             now: datetime | None = None) -> list[UsageEvent]:
+    """``count`` events of the `make run` workload (config/workload.yaml), reproducible
+    but for the event ids (fresh UUIDs) and, unless ``now`` is given, the event times."""
+    workload = Workload(load_workload(workload_file), random.Random(seed),
+                        now or datetime.now(UTC))
     return [workload.next_event()[1] for _ in range(count)]
 
 

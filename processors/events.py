@@ -15,7 +15,14 @@ from processors.errors import EventRejected, ReasonCode
 AttributeValue = Decimal | str
 
 
-@dataclass(frozen=True, slots=True)
+# UsageEvent and RatedUsage are not frozen, unlike most records: they are built for
+# every event (UsageEvent twice: by the router and by the rater), and a frozen slotted
+# dataclass costs about seven times as much to build (object.__setattr__ per field).
+# The same goes for the per-event results EventOutcome, StateChange, QuotaDecision and
+# QuotaChange. Treat them as immutable all the same: nothing changes one after it is
+# built (use dataclasses.replace). These two were not hashable before either (mapping
+# fields); records that are kept in state or used as keys stay frozen.
+@dataclass(slots=True)
 class UsageEvent:
     event_id: str
     event_time: datetime  # timezone-aware, UTC
@@ -89,7 +96,7 @@ class TierCharge:
     amount: Decimal
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see UsageEvent
 class RatedUsage:
     """One priced billable operation: the billing-history record.
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from processors.accounts import resolve_account
 from processors.catalog import Catalog
 from processors.catalog.model import MissingPolicy
 from processors.dedup import DEFAULT_WINDOW, Verdict, payload_fingerprint
 from processors.errors import EventRejected, ReasonCode
 from processors.events import Origin, RatedUsage, UsageEvent
+from processors.lookups import account_of
 from processors.quota import QuotaAlert, QuotaDecision, QuotaState, check_quota, quota_effect
 from processors.rating import DUPLICATE, Rated, rate
 from processors.state import RatingState
@@ -54,7 +54,7 @@ class PartitionState:
         return self.quota if key.startswith(QUOTA_PREFIXES) else self.rating
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per event, see processors/events.py
 class EventOutcome:
     """What became of one event (a rejection for the DLQ is raised, not returned)."""
 
@@ -67,17 +67,23 @@ class EventOutcome:
 def process_event(event: UsageEvent, origin: Origin, catalog: Catalog,
                   state: PartitionState, now: datetime,
                   no_agreement: MissingPolicy = MissingPolicy.ALLOW) -> EventOutcome:
-    fingerprint = payload_fingerprint(event)
-    verdict = state.rating.dedup.check(event.event_id, fingerprint)
-    if verdict is Verdict.DUPLICATE:
-        return EventOutcome(skipped=DUPLICATE)
-    if verdict is Verdict.CONFLICT:
-        raise EventRejected(ReasonCode.DUPLICATE_CONFLICT,
-                            f"event {event.event_id}: this id was already processed with a "
-                            "different payload", {"event_id": event.event_id})
+    # The fingerprint is needed to compare with an id seen before, and to remember the
+    # event; an event seen for the first time and blocked by quota needs neither.
+    fingerprint = None
+    if state.rating.dedup.get(event.event_id) is not None:
+        fingerprint = payload_fingerprint(event)
+        verdict = state.rating.dedup.check(event.event_id, fingerprint)
+        if verdict is Verdict.DUPLICATE:
+            return EventOutcome(skipped=DUPLICATE)
+        if verdict is Verdict.CONFLICT:
+            raise EventRejected(ReasonCode.DUPLICATE_CONFLICT,
+                                f"event {event.event_id}: this id was already processed with "
+                                "a different payload", {"event_id": event.event_id})
     decision = _quota_decision(event, catalog, state.quota, now, no_agreement)
     if decision is not None and not decision.allowed:
         return EventOutcome(quota_rejection=decision.rejection)
+    if fingerprint is None:
+        fingerprint = payload_fingerprint(event)
     missing = None if decision is None or decision.missing is None else str(decision.missing)
     outcome = rate(event, origin, catalog, state.rating, now, checked_fingerprint=fingerprint,
                    quota_note=missing)  # raises: nothing applied
@@ -99,6 +105,6 @@ def _quota_decision(event: UsageEvent, catalog: Catalog, state: QuotaState, now:
         return None  # rating rejects it with UNKNOWN_SERVICE_ITEM
     if quota_effect(event.operation) is None:
         return None
-    account = resolve_account(event, catalog)
+    account = account_of(event, catalog)
     return check_quota(event, account, catalog, state, no_agreement=no_agreement,
                        raised_at=now)

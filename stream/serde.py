@@ -24,6 +24,7 @@ from stream.errors import TransientError
 
 MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")
+HEADER_SIZE = _HEADER.size
 
 # Public contract: which schema file each topic role carries (subject = "<topic>-value").
 SCHEMA_FILES = {
@@ -59,8 +60,18 @@ def register(client: SchemaRegistryClient, topic: str, file_name: str,
              compatibility: str = "BACKWARD") -> int:
     """Register ``file_name`` under ``<topic>-value`` with the compatibility rule; its id."""
     subject = f"{topic}-value"
-    client.set_compatibility(subject_name=subject, level=compatibility)
-    return int(client.register_schema(subject, Schema(schema_text(file_name), "AVRO")))
+    try:
+        client.set_compatibility(subject_name=subject, level=compatibility)
+        return int(client.register_schema(subject, Schema(schema_text(file_name), "AVRO")))
+    except SchemaRegistryError as exc:
+        if exc.http_status_code >= 500:
+            raise RegistryUnavailable(f"schema registry error registering {subject}: "
+                                      f"{exc}") from exc
+        raise RatingError(f"the schema registry refused {file_name} for {subject}: "
+                          f"{exc}") from exc
+    except Exception as exc:  # connection refused, timeouts (the client's HTTP errors)
+        raise RegistryUnavailable(f"schema registry unreachable registering {subject}: "
+                                  f"{type(exc).__name__}: {exc}") from exc
 
 
 class AvroEncoder:
@@ -68,6 +79,7 @@ class AvroEncoder:
 
     def __init__(self, schema_id: int, file_name: str):
         self.schema_id = schema_id
+        self.file_name = file_name
         self._schema = parsed_schema(file_name)
         self._header = _HEADER.pack(MAGIC_BYTE, schema_id)
 
@@ -77,19 +89,26 @@ class AvroEncoder:
         fastavro.schemaless_writer(buffer, self._schema, record)
         return buffer.getvalue()
 
+    def frame(self, body: bytes) -> bytes:
+        """A record body already written with this encoder's schema, in the wire format."""
+        return self._header + body
+
 
 class AvroDecoder:
     """Decodes any schema id the registry knows into our reader schema (schema resolution)."""
 
     def __init__(self, client: SchemaRegistryClient, reader_file: str):
         self._client = client
+        self.reader_file = reader_file
         self._reader = parsed_schema(reader_file)
         self._writers: dict[int, Any] = {}
+        self._same_as_reader: dict[int, bool] = {}
 
     def remember(self, schema_id: int, file_name: str) -> None:
         """Seed the cache with a schema we registered ourselves: records written with our
         own schemas decode even while the registry is unreachable."""
         self._writers[schema_id] = parsed_schema(file_name)
+        self._same_as_reader.pop(schema_id, None)
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
         if data is None or len(data) < _HEADER.size:
@@ -108,6 +127,21 @@ class AvroDecoder:
         if not isinstance(record, dict):
             raise SerdeError(f"schema id {schema_id} did not decode to a record")
         return record
+
+    def written_with_reader_schema(self, data: bytes) -> bool:
+        """True when ``data`` is in the wire format with a schema id already known here
+        whose schema is the reader schema itself (no resolution needed). Never asks the
+        registry: for an id not seen yet it says False, and ``decode`` learns it."""
+        if len(data) < _HEADER.size or data[0] != MAGIC_BYTE:
+            return False
+        schema_id = int.from_bytes(data[1:_HEADER.size], "big")
+        same = self._same_as_reader.get(schema_id)
+        if same is None:
+            writer = self._writers.get(schema_id)
+            if writer is None:
+                return False
+            same = self._same_as_reader[schema_id] = writer == self._reader
+        return same
 
     def _writer(self, schema_id: int) -> Any:
         cached = self._writers.get(schema_id)

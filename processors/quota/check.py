@@ -12,6 +12,7 @@ for an allowed event, so a rejected event leaves the state as it was.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -29,6 +30,7 @@ from processors.catalog.model import (
 )
 from processors.errors import EventRejected, ReasonCode
 from processors.events import UsageEvent
+from processors.lookups import PerCatalog
 from processors.quota.alerts import crossings
 from processors.quota.model import (
     Holding,
@@ -75,7 +77,7 @@ def check_quota(
     """
     item = catalog.service_item_types.get(event.service_item_type)
     effect = quota_effect(event.operation)
-    if item is None or effect is None or not _quota_managed(item):
+    if item is None or effect is None or not _QUOTA_MANAGED(catalog, item.name, item):
         return QuotaDecision(event.event_id, account.account_id, allowed=True)
     try:
         return _decide(event, account, catalog, state, item, effect, no_agreement, raised_at)
@@ -87,6 +89,14 @@ def agreements_for(
     event: UsageEvent, account: ResolvedAccount, catalog: Catalog
 ) -> tuple[Agreement, ...]:
     """The master agreement, then the sub-agreement of the nearest OU that has one."""
+    return _AGREEMENTS(catalog, (account.account_id, account.kind, event.home_ou),
+                       (event, account))
+
+
+def _agreements_for(
+    catalog: Catalog, event_account: tuple[UsageEvent, ResolvedAccount]
+) -> tuple[Agreement, ...]:
+    event, account = event_account
     master_id = catalog.master_agreement_for.get(account.account_id)
     if master_id is None:
         return ()
@@ -100,8 +110,15 @@ def agreements_for(
     return (master,)
 
 
-def _quota_managed(item: ServiceItemType) -> bool:
+_AGREEMENTS: PerCatalog[tuple[str, AccountKind, str], tuple[UsageEvent, ResolvedAccount],
+                       tuple[Agreement, ...]] = PerCatalog(_agreements_for)
+
+
+def _quota_managed(catalog: Catalog, item: ServiceItemType) -> bool:
     return any(attribute.quota_managed for attribute in item.attributes.values())
+
+
+_QUOTA_MANAGED: PerCatalog[str, ServiceItemType, bool] = PerCatalog(_quota_managed)
 
 
 def _decide(
@@ -115,7 +132,7 @@ def _decide(
     raised_at: datetime | None,
 ) -> QuotaDecision:
     chain = agreements_for(event, account, catalog)
-    targets, missing = _targets(event, account, item, chain, no_agreement)
+    targets, missing = _targets(event, account, catalog, item, chain, no_agreement)
     key = InstanceKey(account.account_id, item.name, event.service_item_id)
     held = state.instance(key)
     if effect is not QuotaEffect.ACQUIRE and held is None:
@@ -146,10 +163,11 @@ def _decide(
 def _targets(
     event: UsageEvent,
     account: ResolvedAccount,
+    catalog: Catalog,
     item: ServiceItemType,
     chain: tuple[Agreement, ...],
     no_agreement: MissingPolicy,
-) -> tuple[list[_Target], ReasonCode | None]:
+) -> tuple[Sequence[_Target], ReasonCode | None]:
     """Steps 1-3: the quotas a new instance counts against, or why there are none."""
     if not chain:
         if no_agreement is MissingPolicy.REJECT:
@@ -160,12 +178,8 @@ def _targets(
                 account_id=account.account_id,
             )
         return [], ReasonCode.NO_AGREEMENT
-    targets = [
-        _Target(agreement.id, quota.id, quota.attribute)
-        for agreement in chain
-        for quota in sorted(agreement.quotas.values(), key=lambda q: q.id)
-        if quota.service_item_type == item.name
-    ]
+    targets = _TARGETS(catalog, (tuple(agreement.id for agreement in chain), item.name),
+                       (chain, item))
     if targets:
         return targets, None
     master = chain[0]
@@ -185,6 +199,23 @@ def _targets(
         if attribute.quota_managed and isinstance(event.attributes.get(name), Decimal)
     ]
     return counted, ReasonCode.NO_QUOTA
+
+
+def _quota_targets(catalog: Catalog, chain_item: tuple[tuple[Agreement, ...], ServiceItemType]
+                   ) -> tuple[_Target, ...]:
+    """The quotas of the chain an instance of the item counts against, in a fixed order."""
+    chain, item = chain_item
+    return tuple(
+        _Target(agreement.id, quota.id, quota.attribute)
+        for agreement in chain
+        for quota in sorted(agreement.quotas.values(), key=lambda q: q.id)
+        if quota.service_item_type == item.name
+    )
+
+
+_TARGETS: PerCatalog[tuple[tuple[str, ...], str],
+                     tuple[tuple[Agreement, ...], ServiceItemType], tuple[_Target, ...]] = \
+    PerCatalog(_quota_targets)
 
 
 def _hold(event: UsageEvent, target: _Target) -> Holding:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import NamedTuple
 
 from processors.errors import EventRejected, ReasonCode
 
@@ -35,8 +36,9 @@ def quota_effect(operation: str) -> QuotaEffect | None:
     return _EFFECTS.get(operation)
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class InstanceKey:
+# Keys are NamedTuples, not dataclasses: dict keys on the per-event path hash and compare
+# in C (see processors/state.py). Immutable and ordered alike.
+class InstanceKey(NamedTuple):
     account: str
     service_item_type: str
     service_item_id: str  # last: it is the only part that may contain "|"
@@ -45,8 +47,7 @@ class InstanceKey:
         return "|".join((INSTANCE, self.account, self.service_item_type, self.service_item_id))
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class UsageKey:
+class UsageKey(NamedTuple):
     account: str
     agreement: str
     quota: str  # e.g. VirtualMachine:count, VirtualMachine:sum:vcpu
@@ -115,7 +116,7 @@ class QuotaAlert:
     raised_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per event, see processors/events.py
 class QuotaChange:
     """Absolute new values, computed before anything is applied."""
 
@@ -123,7 +124,7 @@ class QuotaChange:
     usage: tuple[tuple[UsageKey, QuotaUsage], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one per event, see processors/events.py
 class QuotaDecision:
     """May the event proceed, what it raises, and what it changes once accepted.
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from decimal import Decimal
+from json.encoder import encode_basestring_ascii as _json  # what json.dumps escapes with
 
 from processors.errors import RatingError
 from processors.quota.model import (
@@ -91,18 +92,11 @@ class QuotaState:
     def dump(self, key: str) -> bytes | None:
         """The value to write for ``key``; None when it no longer exists (a tombstone)."""
         parsed = _parse_key(key)
-        value: object
         if isinstance(parsed, InstanceKey):
             instance = self._instances.get(parsed)
-            if instance is None:
-                return None
-            value = {"holds": [_holding_value(h) for h in instance.holdings]}
-        else:
-            usage = self._usage.get(parsed)
-            if usage is None:
-                return None
-            value = _usage_value(usage)
-        return json.dumps(value, separators=(",", ":"), sort_keys=True).encode("utf-8")
+            return None if instance is None else _instance_json(instance).encode()
+        usage = self._usage.get(parsed)
+        return None if usage is None else _usage_json(usage).encode()
 
     def load(self, key: str, value: bytes | None) -> None:
         """Restore one changelog entry (None deletes). Does not mark anything dirty."""
@@ -123,6 +117,29 @@ class QuotaState:
                                                  _last_alert(decoded.get("last_alert")))
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             raise QuotaStateError(f"quota state entry {key!r} is unreadable: {exc!r}") from None
+
+
+# The two values below are ``json.dumps(value, separators=(",", ":"), sort_keys=True)`` of
+# ``_instance_value`` / ``_usage_value``, written out directly (the same bytes, cheaper).
+def _instance_json(instance: Instance) -> str:
+    holds = ",".join(f'{{"agreement":{_json(h.agreement)},"amount":{_json(str(h.amount))},'
+                     f'"quota":{_json(h.quota)}}}' for h in instance.holdings)
+    return f'{{"holds":[{holds}]}}'
+
+
+def _usage_json(usage: QuotaUsage) -> str:
+    fired = ",".join(str(percent) for percent in sorted(usage.fired))
+    last = ""
+    if usage.last_alert is not None:
+        alert = usage.last_alert
+        last = (f'"last_alert":{{"action":{_json(alert.action)},'
+                f'"event_id":{_json(alert.event_id)},"percent":{int(alert.percent)},'
+                f'"raised_at":{_json(alert.raised_at.isoformat())}}},')
+    return f'{{"fired":[{fired}],{last}"used":{_json(str(usage.used))}}}'
+
+
+def _instance_value(instance: Instance) -> dict[str, object]:
+    return {"holds": [_holding_value(h) for h in instance.holdings]}
 
 
 def _usage_value(usage: QuotaUsage) -> dict[str, object]:

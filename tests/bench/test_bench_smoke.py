@@ -54,3 +54,26 @@ def test_every_contender_processes_exactly_all_input_events(connections: Connect
     # Without agreements nothing is blocked: more is rated, nothing lands on usage.rejected.
     assert by_label["no-quota"].outputs.get("rejected", 0) == 0
     assert by_label["no-quota"].outputs["rated"] >= by_label["rating"].outputs["rated"]
+
+
+def test_the_yardstick_lanes_and_one_process_per_core_process_all_input(
+        connections: Connections, tmp_path: Path) -> None:
+    contenders = ("passthrough-avro", "passthrough-2hop", "parallel")
+    report = run_benchmark(connections, BenchConfig(events=300, contenders=contenders,
+                                                    limit_s=60.0, processes=2,
+                                                    work_dir=tmp_path))
+
+    expected = report.expected
+    avro, two_hop, per_core = report.results
+    assert avro.contender == "Avro pass-through"
+    assert avro.mismatches == []
+    assert avro.outputs == {"by_account": expected.events}
+    assert two_hop.mismatches == []
+    assert two_hop.outputs == {"by_account": expected.events, "rated": expected.events}
+    assert per_core.contender == "per-core rating (2 processes)"
+    assert per_core.mismatches == [], per_core.note
+    assert per_core.processed == expected.events
+    assert per_core.outputs["by_account"] == expected.routed
+    assert per_core.outputs["dlq"] == expected.dead_letters
+    assert per_core.rated_twice == 0
+    assert [timing["complete"] for timing in per_core.extra["per_process"]] == [True, True]

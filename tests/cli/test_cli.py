@@ -337,3 +337,10 @@ def _store_history(url: str, env: dict[str, str], expected_rows: int) -> None:
         sink.send_signal(signal.SIGTERM)
         output = sink.communicate(timeout=30)[0]
     assert sink.returncode == 0, output[-2000:]
+
+
+@pytest.mark.parametrize("command", [("schemas",), ("sink", "aggregates"),
+                                     ("sink", "billing-history", "--url", "sqlite:///:memory:")])
+def test_an_unreachable_schema_registry_is_one_sentence(command: tuple[str, ...]) -> None:
+    error = _one_sentence(rating(*command, env=_no_services()), command[0])
+    assert "schema registry unreachable registering" in error, error

@@ -1,0 +1,68 @@
+"""The stages over a small workload, without a broker: metrics per batch, quota-block logs."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal
+
+import pytest
+from prometheus_client import REGISTRY
+
+from bench import offline
+from stream.serde import SCHEMA_FILES, AvroDecoder
+
+FIXTURE = offline.fixture(events=600, seed=11)
+
+
+def _sample(name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` whose labels include ``labels``."""
+    return sum(sample.value for metric in REGISTRY.collect() for sample in metric.samples
+               if sample.name == name and labels.items() <= sample.labels.items())
+
+
+def test_counters_add_up_per_batch_to_what_the_stages_wrote() -> None:
+    topics = FIXTURE.settings.topics
+    before = {"router": _sample("rating_events_consumed_total", stage="router"),
+              "rater": _sample("rating_events_consumed_total", stage="rater"),
+              "routed": _sample("rating_events_routed_total"),
+              "rated": _sample("rating_events_rated_total", currency="USD"),
+              "blocked": _sample("rating_events_dead_lettered_total", stage="quota"),
+              "net": _sample("rating_amount_rated_total", kind="net", currency="USD")}
+    lane = offline.new_lane(FIXTURE.codecs, FIXTURE.settings, FIXTURE.catalog)
+    routed = offline.routed_messages(offline.run_router(lane, FIXTURE.inputs),
+                                     topics.by_account.name)
+    outputs = offline.run_rater(lane, routed)
+    decoder = AvroDecoder(None, SCHEMA_FILES["rated"])  # type: ignore[arg-type]
+    decoder.remember(offline.SCHEMA_IDS["rated"], SCHEMA_FILES["rated"])
+    rated = [decoder.decode(o.value) for o in outputs if o.topic == topics.rated.name]
+    blocked = [o for o in outputs if o.topic == topics.rejected.name]
+    assert rated
+    assert blocked
+    assert _sample("rating_events_consumed_total", stage="router") - before["router"] == 600
+    assert _sample("rating_events_consumed_total", stage="rater") - before["rater"] == len(routed)
+    assert _sample("rating_events_routed_total") - before["routed"] == len(routed)
+    assert _sample("rating_events_rated_total", currency="USD") - before["rated"] == len(rated)
+    assert _sample("rating_events_dead_lettered_total", stage="quota") - before["blocked"] == \
+        len(blocked)
+    net = _sample("rating_amount_rated_total", kind="net", currency="USD") - before["net"]
+    assert net == pytest.approx(float(sum(Decimal(r["net_amount"]) for r in rated)))
+
+
+def test_quota_blocks_are_logged_once_per_batch_not_once_per_event(
+        caplog: pytest.LogCaptureFixture) -> None:
+    topics = FIXTURE.settings.topics
+    lane = offline.new_lane(FIXTURE.codecs, FIXTURE.settings, FIXTURE.catalog)
+    with caplog.at_level(logging.DEBUG):
+        outputs = offline.run_rater(lane, FIXTURE.routed)
+    blocked = [o for o in outputs if o.topic == topics.rejected.name]
+    summaries = [r for r in caplog.records if r.getMessage().startswith("quota blocked")]
+    per_event = [r for r in caplog.records if r.getMessage().startswith("quota ")
+                 and r not in summaries]
+    assert blocked
+    assert all(r.levelno == logging.INFO for r in summaries)
+    assert sum(int(r.getMessage().split()[2]) for r in summaries) == len(blocked)
+    assert len(per_event) == len(blocked)
+    assert all(r.levelno == logging.DEBUG and getattr(r, "stage", None) == "quota"
+               for r in per_event)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING
+                and getattr(r, "stage", None) == "quota"]
