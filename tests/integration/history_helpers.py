@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,10 +20,10 @@ from prometheus_client import REGISTRY
 from sinks.history import HistoryFilter, open_history_store
 from sinks.history.model import BillingHistoryStore, HistoryRow
 from sinks.history.sink import run_billing_history
-from sinks.runner import SinkRunner
 from stream.clients import transactional_producer
 from stream.settings import REPO_ROOT
 from tests.integration.harness import Pipeline
+from tests.integration.running_sink import RunningSink
 from tests.unit.sinks.history_records import rated_value
 
 BACKENDS = ("sqlite", "postgres")
@@ -185,33 +183,10 @@ def _fields(value: dict[str, Any]) -> tuple[str, ...]:
 
 # -- the sink ----------------------------------------------------------------------------------
 
-class SinkThread:
-    """run_billing_history in a thread (its metrics are this process's), stopped by its Event."""
-
-    def __init__(self, pipeline: Pipeline, url: str, replay: bool = False):
-        self.stop_event = threading.Event()
-        self.error: BaseException | None = None
-        self.runner: SinkRunner | None = None
-
-        def run() -> None:
-            try:
-                self.runner = run_billing_history(pipeline.settings, pipeline.connections, url,
-                                                  self.stop_event, replay=replay)
-            except BaseException as exc:
-                self.error = exc
-
-        self.thread = threading.Thread(target=run, name="billing-history", daemon=True)
-        self.thread.start()
-
-    def check(self) -> None:
-        if self.error is not None:
-            raise AssertionError(f"billing-history sink failed: {self.error!r}") from self.error
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(60)
-        assert not self.thread.is_alive(), "billing-history sink did not stop"
-        self.check()
+def history_sink(pipeline: Pipeline, url: str, replay: bool = False) -> RunningSink:
+    """run_billing_history in a thread of this process."""
+    return RunningSink(SINK, lambda stop: run_billing_history(
+        pipeline.settings, pipeline.connections, url, stop, replay=replay))
 
 
 class SinkProcess:
@@ -248,13 +223,3 @@ class SinkProcess:
                 self.popen.wait(10)
         self._log.close()
 
-
-def wait_until(condition: Callable[[], bool], what: str, check: Callable[[], None],
-               timeout_s: float = 90.0, interval_s: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        check()
-        if condition():
-            return
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")

@@ -11,10 +11,9 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +31,7 @@ from stream.settings import REPO_ROOT, Connections
 from tests.integration.events import order_independent_mix
 from tests.integration.faults import CuttableProxy
 from tests.integration.harness import Pipeline
+from tests.integration.running_sink import RunningSink
 from tests.integration.test_quota_view import PrivateRedis
 from tests.unit.api.dataset import example_catalog, rated_values
 
@@ -86,47 +86,12 @@ def all_keys(client: redis.Redis, prefix: str) -> dict[str, Any]:
 
 # -- driving the sink ---------------------------------------------------------------------
 
-class AggregatesThread:
-    """run_aggregates in a thread, stopped by its Event; re-raises what it raised."""
-
-    def __init__(self, pipeline: Pipeline, connections: Connections, prefix: str,
-                 replay: bool = False):
-        self.stop_event = threading.Event()
-        self.error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                run_aggregates(pipeline.settings, connections, self.stop_event,
-                               key_prefix=prefix, replay=replay)
-            except BaseException as exc:
-                self.error = exc
-
-        self.thread = threading.Thread(target=run, name="aggregates", daemon=True)
-        self.thread.start()
-
-    def check(self) -> None:
-        if self.error is not None:
-            raise AssertionError(f"aggregates sink failed: {self.error!r}") from self.error
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(60)
-        assert not self.thread.is_alive(), "aggregates sink did not stop"
-        self.check()
-
-
-def wait_until(condition: Callable[[], bool], what: str, sink: AggregatesThread,
-               timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        sink.check()
-        try:
-            if condition():
-                return
-        except redis.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+def aggregates_sink(pipeline: Pipeline, connections: Connections, prefix: str,
+                    replay: bool = False) -> RunningSink:
+    """run_aggregates in a thread; its Redis may be down on purpose while waiting."""
+    return RunningSink(SINK_NAME, lambda stop: run_aggregates(
+        pipeline.settings, connections, stop, key_prefix=prefix, replay=replay),
+        transient=(redis.ConnectionError,))
 
 
 def metric(name: str, **labels: str) -> float:
@@ -226,11 +191,8 @@ def test_totals_equal_the_rated_records_of_a_real_pipeline_and_replay_changes_no
     assert any(key[1] == "" for key in expected)
     assert any(key[1] for key in expected)
 
-    sink = AggregatesThread(pipeline, connections, prefix)
-    try:
-        wait_until(lambda: stored_totals(client, prefix) == expected, "the exact totals", sink)
-    finally:
-        sink.stop()
+    with aggregates_sink(pipeline, connections, prefix) as sink:
+        sink.wait_until(lambda: stored_totals(client, prefix) == expected, "the exact totals")
     periods = {key[0] for key in expected}
     assert set(client.smembers(f"{prefix}:agg-periods")) == periods
     platform = next(key for key in expected if key[1] == "")
@@ -239,11 +201,8 @@ def test_totals_equal_the_rated_records_of_a_real_pipeline_and_replay_changes_no
 
     # Every record again from offset 0 on the same Redis: all skipped, nothing moves.
     written, skipped = records("written"), records("skipped")
-    replay = AggregatesThread(pipeline, connections, prefix, replay=True)
-    try:
-        wait_until(lambda: records("skipped") - skipped >= len(rated), "the replay", replay)
-    finally:
-        replay.stop()
+    with aggregates_sink(pipeline, connections, prefix, replay=True) as replay:
+        replay.wait_until(lambda: records("skipped") - skipped >= len(rated), "the replay")
     assert records("skipped") - skipped == len(rated)
     assert records("written") - written == 0
     assert all_keys(client, prefix) == before
@@ -284,28 +243,29 @@ def test_redis_cut_off_holds_the_batch_and_catches_up_exactly(
     produce_rated(pipeline, dataset[:25])
     retries = metric("rating_sink_retries_total")
 
-    sink = AggregatesThread(pipeline, through_proxy, prefix)
+    sink = aggregates_sink(pipeline, through_proxy, prefix)
     try:
-        wait_until(lambda: stored_totals(client, prefix) == expected_totals(read_back(pipeline)),
-                   "the first records", sink)
+        sink.wait_until(
+            lambda: stored_totals(client, prefix) == expected_totals(read_back(pipeline)),
+            "the first records")
         while_up = all_keys(client, prefix)
         proxy.cut()
         produce_rated(pipeline, dataset[25:])
         produce_rated(pipeline, dataset[:5], commit=False)  # aborted: never counted
-        wait_until(lambda: metric("rating_sink_up") == 0.0
-                   and metric("rating_sink_retries_total") > retries,
-                   "the sink to notice the outage and retry", sink)
+        sink.wait_until(lambda: metric("rating_sink_up") == 0.0
+                        and metric("rating_sink_retries_total") > retries,
+                        "the sink to notice the outage and retry")
         time.sleep(1.0)  # a few retries with backoff, still cut off
         assert metric("rating_sink_up") == 0.0
         assert all_keys(client, prefix) == while_up  # nothing half written
         proxy.restore()
         everything = read_back(pipeline)
         assert len(everything) == len(dataset)
-        wait_until(lambda: stored_totals(client, prefix) == expected_totals(everything),
-                   "the catch-up", sink)
+        sink.wait_until(lambda: stored_totals(client, prefix) == expected_totals(everything),
+                        "the catch-up")
         assert metric("rating_sink_up") == 1.0
-        wait_until(lambda: client.hgetall(f"{prefix}:aggregates:offsets")
-                   == next_offsets(pipeline), "the offsets", sink)
+        sink.wait_until(lambda: client.hgetall(f"{prefix}:aggregates:offsets")
+                        == next_offsets(pipeline), "the offsets")
     finally:
         sink.stop()
         proxy.close()
@@ -321,16 +281,16 @@ def test_redis_restarted_empty_is_rebuilt_from_the_topic(
     client = redis.Redis.from_url(server.url, decode_responses=True)
     prefix = "rating"
     produce_rated(pipeline, dataset[:30])
-    sink = AggregatesThread(pipeline, own, prefix)
+    sink = aggregates_sink(pipeline, own, prefix)
     try:
-        wait_until(lambda: stored_totals(client, prefix) == expected_totals(dataset[:30]),
-                   "the first records", sink)
+        sink.wait_until(lambda: stored_totals(client, prefix) == expected_totals(dataset[:30]),
+                        "the first records")
         server.kill()
         produce_rated(pipeline, dataset[30:])
-        wait_until(lambda: metric("rating_sink_up") == 0.0, "the outage", sink)
+        sink.wait_until(lambda: metric("rating_sink_up") == 0.0, "the outage")
         server.start()  # same port, empty: totals and offsets are gone
-        wait_until(lambda: stored_totals(client, prefix) == expected_totals(dataset),
-                   "the rebuild", sink)
+        sink.wait_until(lambda: stored_totals(client, prefix) == expected_totals(dataset),
+                        "the rebuild")
         assert client.hgetall(f"{prefix}:aggregates:offsets") == next_offsets(pipeline)
     finally:
         sink.stop()

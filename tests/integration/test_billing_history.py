@@ -24,8 +24,8 @@ from tests.integration.harness import Pipeline
 from tests.integration.history_helpers import (
     Backend,
     SinkProcess,
-    SinkThread,
     backend,
+    history_sink,
     history_view,
     kafka_view,
     metric,
@@ -34,8 +34,8 @@ from tests.integration.history_helpers import (
     stored_count,
     stored_rows,
     varied_values,
-    wait_until,
 )
+from tests.integration.running_sink import wait_until
 from tests.unit.sinks.history_records import BASE_TIME, sink_record
 
 pytestmark = pytest.mark.integration
@@ -51,22 +51,16 @@ def test_replay_and_restart_store_every_committed_record_once(
     assert len(expected) == 300
     written, skipped = sink_records("written"), sink_records("skipped")
 
-    sink = SinkThread(pipeline, backend.url)
-    try:
-        wait_until(lambda: stored_count(backend) >= 300, "the first 300 rows", sink.check)
-    finally:
-        sink.stop()
+    with history_sink(pipeline, backend.url) as sink:
+        sink.wait_until(lambda: stored_count(backend) >= 300, "the first 300 rows")
     assert history_view(stored_rows(backend)) == expected
     assert sink_records("written") - written == 300
     before = [json_safe(row) for row in stored_rows(backend)]
 
     # --replay: usage.rated from offset 0 again. Everything is skipped, nothing changes.
     written, skipped = sink_records("written"), sink_records("skipped")
-    replay = SinkThread(pipeline, backend.url, replay=True)
-    try:
-        wait_until(lambda: sink_records("skipped") - skipped >= 300, "the replay", replay.check)
-    finally:
-        replay.stop()
+    with history_sink(pipeline, backend.url, replay=True) as replay:
+        replay.wait_until(lambda: sink_records("skipped") - skipped >= 300, "the replay")
     assert (sink_records("written") - written, sink_records("skipped") - skipped) == (0, 300)
     assert [json_safe(row) for row in stored_rows(backend)] == before
 
@@ -74,11 +68,8 @@ def test_replay_and_restart_store_every_committed_record_once(
     produce_rated(pipeline, varied_values("c", 40, start=300))
     expected = kafka_view(pipeline)
     written, skipped = sink_records("written"), sink_records("skipped")
-    resumed = SinkThread(pipeline, backend.url)
-    try:
-        wait_until(lambda: stored_count(backend) >= 340, "the new rows", resumed.check)
-    finally:
-        resumed.stop()
+    with history_sink(pipeline, backend.url) as resumed:
+        resumed.wait_until(lambda: stored_count(backend) >= 340, "the new rows")
     assert (sink_records("written") - written, sink_records("skipped") - skipped) == (40, 0)
     assert history_view(stored_rows(backend)) == expected
 
@@ -157,22 +148,21 @@ def test_store_unreachable_the_sink_holds_retries_and_catches_up(
     outage = Outage(backend)
     produce_rated(pipeline, varied_values("u", 200))
     retries = metric("rating_sink_retries_total")
-    sink = SinkThread(pipeline, outage.url)
+    sink = history_sink(pipeline, outage.url)
     try:
-        wait_until(lambda: stored_count(backend) >= 200, "the rows before the outage",
-                   sink.check)
+        sink.wait_until(lambda: stored_count(backend) >= 200, "the rows before the outage")
         assert metric("rating_sink_up") == 1.0
         outage.begin()
         produce_rated(pipeline, varied_values("u", 300, start=200))
-        wait_until(lambda: metric("rating_sink_retries_total") > retries
-                   and metric("rating_sink_up") == 0.0,
-                   "the sink to notice the outage and retry", sink.check, timeout_s=60)
+        sink.wait_until(lambda: metric("rating_sink_retries_total") > retries
+                        and metric("rating_sink_up") == 0.0,
+                        "the sink to notice the outage and retry", timeout_s=60)
         time.sleep(1.0)  # more retries with backoff, while the batch is held
         if backend.kind == "postgres":
             assert stored_count(backend) == 200  # read directly, not through the proxy
         outage.end()
-        wait_until(lambda: stored_count(backend) >= 500, "the catch-up", sink.check)
-        wait_until(lambda: metric("rating_sink_up") == 1.0, "sink_up back to 1", sink.check)
+        sink.wait_until(lambda: stored_count(backend) >= 500, "the catch-up")
+        sink.wait_until(lambda: metric("rating_sink_up") == 1.0, "sink_up back to 1")
     finally:
         outage.close()
         sink.stop()
@@ -244,7 +234,7 @@ def test_a_store_ahead_of_a_recreated_topic_refuses_to_start(
         store.write_batch([sink_record(1, partition=0, offset=41, topic=topic)])
     finally:
         store.close()
-    sink = SinkThread(pipeline, backend.url)
+    sink = history_sink(pipeline, backend.url)
     sink.thread.join(60)
     assert not sink.thread.is_alive(), "the sink kept running on a topic behind its store"
     assert sink.error is not None, "the sink started although its store is ahead of the topic"

@@ -10,10 +10,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from stream.stack.ports import LOOPBACK, free_port
 from stream.stack.redis import redis_answers
 from stream.stack.service import Context
 from tests.integration.harness import EXAMPLE_CATALOG, Pipeline
+from tests.integration.running_sink import RunningSink
 
 pytestmark = pytest.mark.integration
 
@@ -78,47 +78,12 @@ def produce_changes(connections: Connections, topic: str, changes: list[Change],
     return offsets
 
 
-class ViewThread:
-    """run_quota_view in a thread, stopped by its Event; re-raises what it raised."""
-
-    def __init__(self, pipeline: Pipeline, connections: Connections, prefix: str,
-                 replay: bool = False):
-        self.stop_event = threading.Event()
-        self.error: BaseException | None = None
-
-        def run() -> None:
-            try:
-                run_quota_view(pipeline.settings, connections, self.stop_event,
-                               key_prefix=prefix, replay=replay)
-            except BaseException as exc:
-                self.error = exc
-
-        self.thread = threading.Thread(target=run, name="quota-view", daemon=True)
-        self.thread.start()
-
-    def check(self) -> None:
-        if self.error is not None:
-            raise AssertionError(f"quota view failed: {self.error!r}") from self.error
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(60)
-        assert not self.thread.is_alive(), "quota view did not stop"
-        self.check()
-
-
-def wait_until(condition: Callable[[], bool], what: str, view: ViewThread,
-               timeout_s: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        view.check()
-        try:
-            if condition():
-                return
-        except redis.ConnectionError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+def quota_view_sink(pipeline: Pipeline, connections: Connections, prefix: str,
+                    replay: bool = False) -> RunningSink:
+    """run_quota_view in a thread; its Redis may be down on purpose while waiting."""
+    return RunningSink(SINK_NAME, lambda stop: run_quota_view(
+        pipeline.settings, connections, stop, key_prefix=prefix, replay=replay),
+        transient=(redis.ConnectionError,))
 
 
 def metric(name: str, **labels: str) -> float:
@@ -188,14 +153,11 @@ def test_view_mirrors_committed_quota_state_exactly_once(
     third = produce_changes(connections, topic, [(3, STORAGE, usage("5000"))])
     written_before = records("written")
 
-    view = ViewThread(pipeline, connections, prefix)
-    try:
-        wait_until(lambda: client.hget(hkey(prefix, STORAGE), "used") == "5000",
-                   "the last committed storage value", view)
-        wait_until(lambda: client.hgetall(f"{prefix}:quota-view:offsets") == {
-            "0": str(second[COUNT] + 1), "3": str(third[STORAGE] + 1)}, "the offsets", view)
-    finally:
-        view.stop()
+    with quota_view_sink(pipeline, connections, prefix) as view:
+        view.wait_until(lambda: client.hget(hkey(prefix, STORAGE), "used") == "5000",
+                        "the last committed storage value")
+        view.wait_until(lambda: client.hgetall(f"{prefix}:quota-view:offsets") == {
+            "0": str(second[COUNT] + 1), "3": str(third[STORAGE] + 1)}, "the offsets")
     assert records("written") - written_before == 10  # every committed record, once
 
     expected = {
@@ -218,11 +180,8 @@ def test_view_mirrors_committed_quota_state_exactly_once(
 
     # Replay everything from offset 0 on the same Redis: all skipped, nothing changes.
     written_before, skipped_before = records("written"), records("skipped")
-    replay = ViewThread(pipeline, connections, prefix, replay=True)
-    try:
-        wait_until(lambda: records("skipped") - skipped_before >= 10, "the replay", replay)
-    finally:
-        replay.stop()
+    with quota_view_sink(pipeline, connections, prefix, replay=True) as replay:
+        replay.wait_until(lambda: records("skipped") - skipped_before >= 10, "the replay")
     assert records("skipped") - skipped_before == 10
     assert records("written") - written_before == 0
     assert view_dump(client, prefix) == expected
@@ -231,12 +190,9 @@ def test_view_mirrors_committed_quota_state_exactly_once(
     # A restart resumes from the stored offsets: only the new record is read and written.
     written_before, skipped_before = records("written"), records("skipped")
     fourth = produce_changes(connections, topic, [(0, VCPU, usage("20", 50))])
-    resumed = ViewThread(pipeline, connections, prefix)
-    try:
-        wait_until(lambda: client.hget(hkey(prefix, VCPU), "used") == "20", "the new value",
-                   resumed)
-    finally:
-        resumed.stop()
+    with quota_view_sink(pipeline, connections, prefix) as resumed:
+        resumed.wait_until(lambda: client.hget(hkey(prefix, VCPU), "used") == "20",
+                           "the new value")
     assert records("written") - written_before == 1
     assert records("skipped") - skipped_before == 0
     assert client.hgetall(hkey(prefix, VCPU)) == expected_hash(
@@ -294,25 +250,25 @@ def test_view_holds_while_redis_is_down_then_rebuilds(
     ])
     retries_before = metric("rating_sink_retries_total")
 
-    view = ViewThread(pipeline, own, prefix)
+    view = quota_view_sink(pipeline, own, prefix)
     try:
-        wait_until(lambda: client.hget(hkey(prefix, STORAGE), "used") == "2500", "the view",
-                   view)
+        view.wait_until(lambda: client.hget(hkey(prefix, STORAGE), "used") == "2500",
+                        "the view")
         assert metric("rating_sink_up") == 1.0
         private_redis.kill()
         second = produce_changes(connections, topic, [
             (0, VCPU, usage("24", 50)), (3, STORAGE, usage("8000", 80)),
         ])
-        wait_until(lambda: metric("rating_sink_up") == 0.0
-                   and metric("rating_sink_retries_total") > retries_before,
-                   "the view to notice the outage and retry", view)
+        view.wait_until(lambda: metric("rating_sink_up") == 0.0
+                        and metric("rating_sink_retries_total") > retries_before,
+                        "the view to notice the outage and retry")
         time.sleep(1.0)  # a few retries with backoff, still down
         assert metric("rating_sink_up") == 0.0
         private_redis.start()  # same port, empty: the stored offsets are gone with the data
-        wait_until(lambda: client.hget(hkey(prefix, STORAGE), "used") == "8000"
-                   and client.hget(hkey(prefix, VCPU), "used") == "24", "the rebuild", view)
-        wait_until(lambda: client.hgetall(f"{prefix}:quota-view:offsets") == {
-            "0": str(second[VCPU] + 1), "3": str(second[STORAGE] + 1)}, "the offsets", view)
+        view.wait_until(lambda: client.hget(hkey(prefix, STORAGE), "used") == "8000"
+                        and client.hget(hkey(prefix, VCPU), "used") == "24", "the rebuild")
+        view.wait_until(lambda: client.hgetall(f"{prefix}:quota-view:offsets") == {
+            "0": str(second[VCPU] + 1), "3": str(second[STORAGE] + 1)}, "the offsets")
         assert metric("rating_sink_up") == 1.0
     finally:
         view.stop()
@@ -344,10 +300,10 @@ def test_a_new_catalog_version_updates_limits_in_place(
     pipeline.load_catalog()
     topic = pipeline.settings.topics.changelog.name
     offsets = produce_changes(connections, topic, [(0, VCPU, usage("24", 50))])
-    view = ViewThread(pipeline, connections, prefix)
+    view = quota_view_sink(pipeline, connections, prefix)
     try:
-        wait_until(lambda: client.hget(hkey(prefix, VCPU), "percent") == "75.00", "the view",
-                   view)
+        view.wait_until(lambda: client.hget(hkey(prefix, VCPU), "percent") == "75.00",
+                        "the view")
         changed = tmp_path / "catalog"
         shutil.copytree(EXAMPLE_CATALOG, changed)
         agreements = changed / "agreements.yaml"
@@ -359,8 +315,8 @@ def test_a_new_catalog_version_updates_limits_in_place(
         header.write_text(header.read_text().replace('version: "', 'version: "quota-view-', 1))
         version = pipeline.load_catalog(changed)
         assert version.startswith("quota-view-")
-        wait_until(lambda: client.hget(hkey(prefix, VCPU), "catalog_version") == version,
-                   "the new catalog's limits", view)
+        view.wait_until(lambda: client.hget(hkey(prefix, VCPU), "catalog_version") == version,
+                        "the new catalog's limits")
     finally:
         view.stop()
     assert client.hgetall(hkey(prefix, VCPU)) == expected_hash(

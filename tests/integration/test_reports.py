@@ -27,12 +27,11 @@ from tests.integration.events import order_independent_mix
 from tests.integration.harness import Pipeline
 from tests.integration.history_helpers import (
     Backend,
-    SinkThread,
     backend,
+    history_sink,
     produce_rated,
     stored_count,
     varied_values,
-    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -89,12 +88,9 @@ def test_report_totals_equal_the_billing_history_of_the_period(
     assert any(value["provider"] is None for value in month)
     assert any(Decimal(value["credit_applied"]) > 0 for value in month)
 
-    sink = SinkThread(pipeline, backend.url)
-    try:
-        wait_until(lambda: stored_count(backend) >= len(rated), "the history", sink.check,
-                   timeout_s=120)
-    finally:
-        sink.stop()
+    with history_sink(pipeline, backend.url) as sink:
+        sink.wait_until(lambda: stored_count(backend) >= len(rated), "the history",
+                        timeout_s=120)
     assert stored_count(backend) == len(rated)
 
     out = tmp_path / "reports"
