@@ -9,6 +9,10 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
+# A C compiler for mypyc, which compiles the hot path to C extensions (setup.py).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
@@ -20,7 +24,8 @@ RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))
 
 COPY . .
 RUN pip install . \
-    && rating --help > /dev/null
+    && rating --help > /dev/null \
+    && python -c "from stream.compiled import engine_build; b = engine_build(); print(b.describe()); assert b.fully_compiled"
 
 # ---- runtime: the virtualenv, the settings and the schemas; no sources, no pip cache
 FROM ${PYTHON_IMAGE}

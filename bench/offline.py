@@ -51,6 +51,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message
 
+from bench.edge_cases import edge_case_records
 from bench.workload import encode, generate
 from processors.catalog import Catalog, load_catalog_dir
 from processors.errors import EventRejected
@@ -318,6 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lanes", default=",".join(LANES))
     parser.add_argument("--records", type=Path, default=None,
                         help="read the input records from this pickle (written if missing)")
+    parser.add_argument("--edge-cases", action="store_true",
+                        help="append the odd records of bench/edge_cases.py to the input")
     parser.add_argument("--profile", type=Path, default=None,
                         help="cProfile one run of the rating lane into this file")
     parser.add_argument("--digest", action="store_true",
@@ -335,6 +338,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     records = None
     if args.records is not None and args.records.exists():
         records = pickle.loads(args.records.read_bytes())
+    if args.edge_cases:
+        codecs = offline_codecs()
+        workload = records or workload_records(load_settings(), args.events, args.seed, codecs)
+        records = [*workload, *edge_case_records(workload)]
     fx = fixture(args.events, args.seed, records)
     if args.records is not None and not args.records.exists():
         args.records.write_bytes(pickle.dumps(fx.records))

@@ -20,6 +20,7 @@ from stream.clients import (
     registry_client,
     transactional_producer,
 )
+from stream.compiled import engine_build
 from stream.contracts import build_codecs
 from stream.loop import ExactlyOnceLoop, Stage
 from stream.observability import (
@@ -74,6 +75,14 @@ def run_processor(settings: Settings, connections: Connections, options: RunOpti
             stop_server(server)
 
 
+def _log_engine_build() -> None:
+    """Say whether the hot path runs compiled (``stream/compiled.py``); loudly if the
+    compiled modules are older than their source, so an edit that is not running shows."""
+    build = engine_build()
+    level = logging.WARNING if build.stale else logging.INFO
+    log.log(level, "engine: %s", build.describe())
+
+
 def _run(settings: Settings, connections: Connections, options: RunOptions,
          stop: threading.Event, ops: OpsListener) -> int:
     topics = settings.topics
@@ -113,6 +122,7 @@ def _run(settings: Settings, connections: Connections, options: RunOptions,
     idle = _IdleWatch(options.idle_exit_s, loop)
     log.info("processor %s running stages %s with catalog %s", options.instance_id,
              list(options.stages), feed.current.version)
+    _log_engine_build()
     try:
         loop.run(should_stop=lambda: stop.is_set() or idle.expired(),
                  between_batches=between_batches)

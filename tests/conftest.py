@@ -49,3 +49,13 @@ def pipeline(connections: Connections, tmp_path: Path) -> Iterator[Pipeline]:
         yield built
     finally:
         built.stop_all()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to test old compiled code: a hot-path module edited since ``make compile``
+    would otherwise be tested as it was before the edit."""
+    from stream.compiled import engine_build
+
+    build = engine_build()
+    if build.stale:
+        raise pytest.UsageError(f"run `make compile` first: {build.describe()}")
