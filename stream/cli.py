@@ -138,10 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_api(sub)
 
-    tail = sub.add_parser("tail", help="print a topic's records decoded (read_committed)")
-    tail.add_argument("role",
-                      choices=["events", "rated", "dlq", "late", "rejected", "quota_alerts"])
-    tail.add_argument("--follow", action="store_true")
+    tail = sub.add_parser(
+        "tail", help="print a topic's records decoded (read_committed)",
+        description="One JSON object per record: its partition and offset, then the fields "
+        "of its value. The topic is named by its role in the settings: events, rated, dlq, "
+        "late, rejected, quota_alerts (usage.*, quota.alerts), subscriptions (licence.events: "
+        "licence changes and billing-run requests), licence_runs (licence.runs: billing-run "
+        "reports, with the request's topic, partition and offset as request_topic, "
+        "request_partition, request_offset).")
+    tail.add_argument("role", choices=commands.TAIL_ROLES, help="the topic's role")
+    tail.add_argument("--follow", action="store_true",
+                      help="keep printing new records as they are committed (Ctrl-C stops)")
     tail.set_defaults(handler=commands.tail)
 
     bench = sub.add_parser("bench", help="throughput benchmark (source tree only): "

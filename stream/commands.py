@@ -19,7 +19,7 @@ from stream.clients import admin_client, idempotent_producer, reading_consumer, 
 from stream.contracts import build_codecs, register_all
 from stream.processor import RunOptions, run_processor
 from stream.publisher import UsagePublisher, new_event
-from stream.readback import iter_records
+from stream.readback import JsonDecoder, ValueDecoder, iter_records
 from stream.settings import Settings, connections_from_env, load_settings
 from stream.topics import ensure_topics
 
@@ -299,16 +299,32 @@ def sink(args: argparse.Namespace) -> int:
     return 0
 
 
+TAIL_ROLES = ("events", "rated", "dlq", "late", "rejected", "quota_alerts", "subscriptions",
+              "licence_runs")
+# A run report names the request it answers by its topic, partition and offset on
+# licence.events; on a tail line, partition and offset are the record's own.
+_REPORT_POSITION = {"topic": "request_topic", "partition": "request_partition",
+                    "offset": "request_offset"}
+
+
 def tail(args: argparse.Namespace) -> int:
+    from stream.subscription_stage import subscription_decoder
+
     settings, connections = _settings(args), connections_from_env()
-    codecs = build_codecs(registry_client(connections), settings.topics)
-    decoder = {"events": codecs.event_decoder, "rated": codecs.rated_decoder,
-               "dlq": codecs.dead_letter_decoder, "late": codecs.dead_letter_decoder,
-               "rejected": codecs.dead_letter_decoder,
-               "quota_alerts": codecs.alert_decoder}[args.role]
+    client = registry_client(connections)
+    codecs = build_codecs(client, settings.topics)
+    decoders: dict[str, ValueDecoder] = {
+        "events": codecs.event_decoder, "rated": codecs.rated_decoder,
+        "dlq": codecs.dead_letter_decoder, "late": codecs.dead_letter_decoder,
+        "rejected": codecs.dead_letter_decoder, "quota_alerts": codecs.alert_decoder,
+        "licence_runs": JsonDecoder()}
+    decoder = (subscription_decoder(client, settings.topics) if args.role == "subscriptions"
+               else decoders[args.role])
+    renamed = _REPORT_POSITION if args.role == "licence_runs" else {}
     topic = getattr(settings.topics, args.role).name
     for record in iter_records(connections, topic, decoder, follow=args.follow):
-        value = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in record.value.items()}
+        value = {renamed.get(k, k): (v.hex() if isinstance(v, bytes) else v)
+                 for k, v in record.value.items()}
         print(json.dumps({"partition": record.partition, "offset": record.offset, **value},
                          default=str), flush=True)
     return 0

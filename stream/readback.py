@@ -2,20 +2,41 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, TopicPartition
 
 from processors.errors import RatingError
 from stream.clients import reading_consumer
 from stream.messages import origin_of
-from stream.serde import AvroDecoder
+from stream.serde import SerdeError
 from stream.settings import Connections
 
 OFFSET_BEGINNING = -2
+
+
+class ValueDecoder(Protocol):
+    """What a topic's values decode with: ``stream.serde.AvroDecoder`` (Avro topics) or
+    ``JsonDecoder`` (licence.runs)."""
+
+    def decode(self, data: bytes | None) -> dict[str, Any]: ...
+
+
+class JsonDecoder:
+    """Values that are JSON objects (the run reports on licence.runs)."""
+
+    def decode(self, data: bytes | None) -> dict[str, Any]:
+        try:
+            value = json.loads(data or b"")
+        except ValueError as exc:
+            raise SerdeError(f"value is not JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise SerdeError(f"value is a JSON {type(value).__name__}, not an object")
+        return value
 
 
 @dataclass(frozen=True)
@@ -27,7 +48,7 @@ class Record:
     value: dict[str, Any]
 
 
-def read_all(connections: Connections, topic: str, decoder: AvroDecoder,
+def read_all(connections: Connections, topic: str, decoder: ValueDecoder,
              timeout_s: float = 30.0, since: dict[int, int] | None = None) -> list[Record]:
     """Every committed record of ``topic`` from ``since`` (or the beginning) to the end."""
     return list(iter_records(connections, topic, decoder, timeout_s=timeout_s, since=since))
@@ -45,7 +66,7 @@ def end_offsets(connections: Connections, topic: str, timeout_s: float = 10.0) -
         consumer.close()
 
 
-def iter_records(connections: Connections, topic: str, decoder: AvroDecoder, *,
+def iter_records(connections: Connections, topic: str, decoder: ValueDecoder, *,
                  follow: bool = False, timeout_s: float = 30.0,
                  since: dict[int, int] | None = None) -> Iterator[Record]:
     consumer = reading_consumer(connections)

@@ -23,7 +23,9 @@ from typing import Any
 import fastavro
 import pytest
 
+from processors.licences.model import BillingRunRequest
 from sinks.history import HistoryFilter, open_history_store
+from stream.licence_publisher import LicencePublisher
 from stream.serde import SCHEMA_FILES, parsed_schema
 from stream.settings import REPO_ROOT, Connections
 
@@ -217,13 +219,18 @@ def test_billing_run_options_are_checked_by_the_parser() -> None:
         assert "--fiscal-year" in result.stderr.splitlines()[-1]
 
 
+def _live_env(connections: Connections, suffix: str) -> dict[str, str]:
+    """The session's services, topics of their own (``suffix``), any free metrics port."""
+    return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": connections.kafka_bootstrap,
+            "SCHEMA_REGISTRY_URL": connections.schema_registry_url,
+            "REDIS_URL": connections.redis_url, "RATING_TOPIC_SUFFIX": suffix,
+            "RATING_GROUP_ID": f"rating-cli{suffix}", "RATING_METRICS_PORT": "0"}
+
+
 @pytest.mark.integration
 def test_main_paths_against_the_live_stack(connections: Connections, tmp_path: Path) -> None:
     suffix = f"-cli{uuid.uuid4().hex[:10]}"
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": connections.kafka_bootstrap,
-           "SCHEMA_REGISTRY_URL": connections.schema_registry_url,
-           "REDIS_URL": connections.redis_url, "RATING_TOPIC_SUFFIX": suffix,
-           "RATING_GROUP_ID": f"rating-cli{suffix}", "RATING_METRICS_PORT": "0"}
+    env = _live_env(connections, suffix)
 
     topics = rating("topics", env=env)
     assert topics.returncode == 0, topics.stderr
@@ -289,6 +296,57 @@ def test_main_paths_against_the_live_stack(connections: Connections, tmp_path: P
         "rating billing-run: unknown run 'bogus' (catalog 2026.11-demo.1 has annual, "
         "true-up-january, true-up-june)")
     assert not (tmp_path / "invoices").exists()
+
+
+@pytest.mark.integration
+def test_tail_shows_licence_events_and_billing_run_reports(connections: Connections) -> None:
+    suffix = f"-cli{uuid.uuid4().hex[:10]}"
+    env = _live_env(connections, suffix)
+    for command in (("topics",), ("catalog", "load")):
+        done = rating(*command, env=env)
+        assert done.returncode == 0, done.stderr
+    produce = rating("licences", "produce", "--action", "provisioned", "--campus", "boulder",
+                     "--record-number", "B-1", "--user", "alice", "--product",
+                     "sf-sales-cloud", "--effective-date", "2025-02-01", env=env)
+    assert produce.returncode == 0, produce.stderr
+    # What `rating billing-run` publishes first (it then waits for a history sink): the
+    # request in every partition; the subscription stage answers with one report each.
+    request = BillingRunRequest(request_id=f"run-{uuid.uuid4().hex[:8]}", fiscal_year=2027,
+                                run="annual", event_time=datetime.now(UTC), source="cli-test")
+    topic = f"licence.events{suffix}"
+    with LicencePublisher.connect(connections, topic) as publisher:
+        landed = publisher.request_run(request)
+    process = rating("process", "--stages", "subscriptions", "--idle-exit", "5", env=env,
+                     timeout=180)
+    assert process.returncode == 0, process.stderr[-2000:]
+
+    tail = rating("tail", "subscriptions", env=env)
+    assert tail.returncode == 0, tail.stderr
+    records = [json.loads(line) for line in tail.stdout.splitlines()]
+    [change] = [record for record in records if record["billing_run"] is None]
+    requests = [record for record in records if record["billing_run"] is not None]
+    assert (change["event_type"], change["licence"]["campus"],
+            change["licence"]["record_number"], change["licence"]["user"],
+            change["licence"]["product"], change["licence"]["effective_date"],
+            change["billing_run"], change["source"]) == (
+        "LICENCE_PROVISIONED", "boulder", "B-1", "alice", "sf-sales-cloud", "2025-02-01",
+        None, "rating-cli")
+    assert sorted((r["partition"], r["offset"]) for r in requests) == sorted(landed.items())
+    assert {(r["event_type"], r["billing_run"]["request_id"], r["billing_run"]["run"],
+             r["billing_run"]["fiscal_year"], r["licence"]) for r in requests} == {
+        ("BILLING_RUN_REQUESTED", request.request_id, "annual", 2027, None)}
+
+    runs = rating("tail", "licence_runs", env=env)
+    assert runs.returncode == 0, runs.stderr
+    reports = [json.loads(line) for line in runs.stdout.splitlines()]
+    assert sorted((r["request_partition"], r["request_offset"]) for r in reports) == sorted(
+        landed.items())
+    assert {(r["request_id"], r["request_topic"], r["partition"], r["error"])
+            for r in reports} == {(request.request_id, topic, 0, None)}
+    assert len({r["offset"] for r in reports}) == len(reports)  # licence.runs's own
+    billed = [charge for report in reports for charge in report["billed"]]
+    assert [(c["event_id"], c["user"], c["amount"], c["currency"]) for c in billed] == [
+        ("licence:FY2027:annual:boulder:B-1", "alice", "1500.00", "USD")]  # 12 x 125.00
 
 
 def _avro_disk_order(event_id: str, quantity: str, requester: str = "alice") -> dict[str, Any]:
