@@ -33,6 +33,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "processors.catalog.matching",
     "processors.catalog.model",
     "processors.catalog.pricing",
+    "processors.catalog.resolve",
     "processors.dedup",
     "processors.errors",
     "processors.events",
@@ -47,6 +48,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "processors.state",
     "stream.avro_binary",
     "stream.codec",
+    "stream.messages",
     "stream.stages",
     "stream.state_store",
 )
