@@ -45,7 +45,6 @@ from stream.contracts import build_codecs
 from stream.loop import Output
 from stream.settings import connections_from_env, load_settings
 from stream.stages import RaterStage, RouterStage
-from stream.state_store import ChangelogStateStore
 
 SETTINGS = load_settings(environ={"RATING_TOPIC_SUFFIX": os.environ["BENCH_TOPIC_SUFFIX"]})
 CONNECTIONS = connections_from_env()
@@ -178,7 +177,7 @@ def _stages() -> _Stages:
     window = timedelta(days=SETTINGS.processor.dedup_window_days)
     store = TableStateStore(lambda: PartitionState(dedup_window=window))
     # RaterStage only calls state/changelog_records/restore/drop/reset on its store.
-    rater = RaterStage(codecs, TOPICS, lambda: catalog, cast(ChangelogStateStore, store),
+    rater = RaterStage(codecs, TOPICS, lambda: catalog, store,
                        no_agreement=MissingPolicy(SETTINGS.processor.no_agreement))
     return _Stages(RouterStage(codecs, TOPICS, lambda: catalog), rater)
 

@@ -31,7 +31,7 @@ from stream.dead_letters import dead_letter
 from stream.loop import Output, StatelessStage
 from stream.messages import origin_of
 from stream.settings import Topics
-from stream.state_store import ChangelogStateStore, partitions_of
+from stream.state_store import RaterStateStore, partitions_of
 
 ACCOUNT_HEADER = "rating-account"
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class RaterStage(_DecodingStage):
     name = "rater"
 
     def __init__(self, codecs: Codecs, topics: Topics, catalog: Callable[[], Catalog],
-                 store: ChangelogStateStore,
+                 store: RaterStateStore,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  no_agreement: MissingPolicy = MissingPolicy.ALLOW):
         super().__init__(codecs, topics, clock)

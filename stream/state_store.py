@@ -117,6 +117,22 @@ class ChangelogStateStore(ChangelogStore[PartitionState]):
     """The rater's store."""
 
 
+class RaterStateStore(Protocol):
+    """What the rater needs of its store: ``ChangelogStateStore``, or the faust
+    benchmark's table-backed store. A Protocol, not the class, because the compiled
+    rater (mypyc) checks a class-typed argument's class at run time."""
+
+    def state(self, partition: int) -> PartitionState: ...
+
+    def changelog_records(self) -> list[Output]: ...
+
+    def restore(self, partitions: Iterable[int]) -> None: ...
+
+    def drop(self, partitions: Iterable[int]) -> None: ...
+
+    def reset(self) -> None: ...
+
+
 class KafkaErrorDuringRestore(RatingError):
     def __init__(self, partitions: list[int], error: str):
         super().__init__(f"cannot restore changelog partitions {partitions}: {error}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from stream.compiled import COMPILED_MODULES
 from stream.stack import ENV_KEYS
 from stream.stack.postgres import DATABASE as POSTGRES_DATABASE
 from stream.stack.prometheus import SCRAPE_JOB
@@ -304,12 +306,26 @@ def test_the_wheel_ships_the_avro_schemas(tmp_path: Path) -> None:
     for schema in ("usage_event", "rated_usage", "rejected_usage", "quota_alert"):
         assert f"schemas/{schema}.avsc" in names, schema
     assert "stream/py.typed" in names
+    # Every top-level package pyproject.toml installs (the image runs `rating api` too).
+    for package in ("stream", "processors", "sinks", "api", "reports"):
+        assert f"{package}/__init__.py" in names, package
+    # The hot path compiled by mypyc (setup.py), with the digests of its sources.
+    for module in COMPILED_MODULES:
+        stem = module.replace(".", "/")
+        assert any(name.startswith(f"{stem}.cpython-") and name.endswith(".so")
+                   for name in names), module
+    assert "stream/compiled_sources.json" in names
 
 
 def test_dockerignore_keeps_what_the_image_needs() -> None:
+    """An allow-list: every package of pyproject.toml and the build hook must be in it."""
     lines = {line.strip() for line in DOCKERIGNORE.read_text().splitlines()}
     assert "*" in lines  # an allow-list
-    for needed in ("pyproject.toml", "stream/", "processors/", "sinks/", "config/", "schemas/"):
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    package_dirs = {f"{pattern.rstrip('*')}/" for pattern in packages}
+    assert "api/" in package_dirs
+    for needed in ("pyproject.toml", "setup.py", "config/", *sorted(package_dirs)):
         assert f"!{needed}" in lines, needed
 
 
