@@ -23,7 +23,14 @@ $(VENV)/.compiled: $(VENV)/.installed setup.py $(wildcard stream/*.py processors
 	touch $@
 
 ## make compile: build the hot path into C extensions beside the sources (mypyc).
+## RATING_COMPILE=0 make ...: remove them instead and run everything pure Python.
+ifeq ($(RATING_COMPILE),0)
+compile: install
+	find stream processors -name '*.so' -delete
+	rm -f stream/compiled_sources.json $(VENV)/.compiled
+else
 compile: $(VENV)/.compiled
+endif
 
 ## make run: stack up, catalog loaded, processor and sinks started, simulated workload
 ## rated, summary printed, monthly report and licence invoices written (.stack/).
