@@ -1,7 +1,9 @@
 """The two stages without a broker: router then rater over pre-encoded records, in memory.
 
     python -m bench.offline [--events 20000] [--repeat 5] [--lanes rating,router,rater,...]
-                            [--profile PATH] [--digest] [--dump PATH]
+                            [--records FILE] [--edge-cases] [--profile PATH] [--digest]
+                            [--dump PATH]
+    python -m bench.pure_python bench.offline ...   (the same, hot path interpreted)
 
 What it is for: the per-event cost of our own code, measured the same way
 every time, on a machine where wall-clock throughput through the broker is
