@@ -5,8 +5,11 @@ changes nothing. Tiers and the monthly usage credit depend on what the account
 already used this month, which the rater keeps in its own state; the API
 rebuilds exactly those two numbers from the billing history (the rows of the
 account and month: the accumulated quantity of the rate table and code that
-prices the operation, and the credit drawn so far). The history lags the rater
-by the sink's delay, so an estimate made seconds after other usage may not see it.
+prices the operation, and the credit drawn so far). The store aggregates them
+in one query (``month_usage``), so an estimate costs the same for an account
+with a hundred thousand rows this month as for one with ten. The history lags
+the rater by the sink's delay, so an estimate made seconds after other usage
+may not see it.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ from api.errors import error_responses
 from api.models import EstimateBasis, EstimateOut, EstimateRequest, HistoryTierOut
 from processors.catalog import AttributeType, Catalog
 from processors.events import AttributeValue, RatedUsage, UsageEvent, parse_number
-from processors.money import ZERO, add
+from processors.money import ZERO
 from processors.rating import estimate
 from processors.state import AccumulationKey, CreditKey, RatingState
-from sinks.history.model import BillingHistoryStore, HistoryFilter
+from sinks.history.model import BillingHistoryStore
 
 router = APIRouter(tags=["estimates"])
 ESTIMATE_SOURCE = "rating-api-estimate"
@@ -60,21 +63,19 @@ def usage_so_far(history: BillingHistoryStore, priced: RatedUsage
                  ) -> tuple[RatingState, EstimateBasis]:
     """The rating state the rater would hold for this account and month, as far as the
     billing history knows: the tier position of the pricing row and the credit used."""
-    rows, accumulated, credit_used = 0, ZERO, ZERO
-    where = HistoryFilter(account_id=priced.account_id, billing_period=priced.billing_period)
-    for row in history.iter_rows(where):
-        rows += 1
-        credit_used = add(credit_used, row.credit_applied)
-        if (priced.pricing in TIERED and row.rate_table == priced.rate_table
-                and row.rate_code == priced.rate_code):
-            accumulated = add(accumulated, row.quantity)
+    usage = history.month_usage(priced.account_id, priced.billing_period,
+                                priced.rate_table, priced.rate_code)
+    # Only tiered pricing depends on the quantity already accumulated on its row.
+    accumulated = usage.quantity if priced.pricing in TIERED else ZERO
+    credit_used = usage.credit_applied
     state = RatingState()
     month = priced.billing_period
     if priced.pricing in TIERED:
         key = AccumulationKey(priced.account_id, month, priced.rate_table, priced.rate_code)
         state.load(key.encode(), _json({"quantity": str(accumulated)}))
     state.load(CreditKey(priced.account_id, month).encode(), _json({"used": str(credit_used)}))
-    return state, EstimateBasis(history_rows=rows, accumulated_quantity=_text(accumulated),
+    return state, EstimateBasis(history_rows=usage.rows,
+                                accumulated_quantity=_text(accumulated),
                                 credit_used=_text(credit_used))
 
 

@@ -12,8 +12,9 @@ from sinks.history.model import (
     HistoryRow,
     HistoryStoreUnavailable,
     HistoryTier,
+    MonthUsage,
 )
 from sinks.history.urls import open_history_store
 
 __all__ = ["BillingHistoryStore", "HistoryError", "HistoryFilter", "HistoryPage", "HistoryRow",
-           "HistoryStoreUnavailable", "HistoryTier", "open_history_store"]
+           "HistoryStoreUnavailable", "HistoryTier", "MonthUsage", "open_history_store"]

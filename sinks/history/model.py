@@ -108,6 +108,16 @@ class HistoryFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class MonthUsage:
+    """What an account used in a billing period, as far as the history knows: the month
+    position the rater keeps in its state (tier accumulation and usage credit)."""
+
+    rows: int  # history rows of the account and period
+    quantity: Decimal  # summed quantity of those rows priced by the given rate table + code
+    credit_applied: Decimal  # summed credit_applied of all those rows (the credit drawn)
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryPage:
     rows: tuple[HistoryRow, ...]
     next_cursor: str | None  # None: this was the last page
@@ -143,6 +153,14 @@ class BillingHistoryStore(Sink, Protocol):
         ...
 
     def count(self, where: HistoryFilter) -> int:
+        ...
+
+    def month_usage(self, account_id: str, billing_period: str, rate_table: str,
+                    rate_code: str) -> MonthUsage:
+        """The account's rows of the period counted and summed by the database in one
+        query (no row is read out): ``quantity`` of the rows of ``rate_table`` +
+        ``rate_code``, ``credit_applied`` of every row. Sums are exact decimals (as
+        stored: ``0.10 + 0.20`` is ``0.30``); a period without rows is 0, 0, 0."""
         ...
 
     def close(self) -> None:

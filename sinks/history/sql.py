@@ -13,8 +13,10 @@ Layout (docs/billing-history.md):
 - ``sink_offsets``: (sink, topic, partition) -> next_offset, written in the
   same transaction as the rows it covers.
 
-The two dialects differ only in column types, placeholders, the max function
-and how values travel (a :class:`Dialect` says how).
+The two dialects differ only in column types, placeholders, the max function,
+the exact decimal SUM (PostgreSQL's own over NUMERIC; in SQLite ``decimal_sum``,
+a Python aggregate sqlite.py registers, because SQLite's sum() adds binary
+floats) and how values travel (a :class:`Dialect` says how).
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ assert set(COLUMN_NAMES) == set(HistoryRow.__slots__), "every HistoryRow field i
 
 # One index per API filter: the filtered column, then the sort key, so that a page is a
 # range scan already in (event_time, event_id) order; account + month, the API's most
-# common question ("acct-eng's bill for May"), has its own.
+# common question ("acct-eng's bill for May"), has its own, which also serves month_usage
+# (an estimate's month position) as one range scan of exactly the account's month.
 INDEXES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ix_billing_history_time", ("event_time", "event_id")),
     ("ix_billing_history_account", ("account_id", "event_time", "event_id")),
@@ -78,6 +81,7 @@ class Dialect:
     placeholder: str
     types: dict[str, str]
     max_function: str
+    sum_function: str  # an exact SUM over the DECIMAL columns as this dialect stores them
 
     # -- values in (JSON columns: see row_encoder) -------------------------------------
     def encode(self, kind: str, value: Any) -> Any:
@@ -108,11 +112,11 @@ class Dialect:
 SQLITE = Dialect("sqlite", "?", {
     TEXT: "TEXT NOT NULL", NULLABLE_TEXT: "TEXT", DECIMAL: "TEXT NOT NULL",
     TIME: "TEXT NOT NULL", INT: "INTEGER NOT NULL", BIGINT: "INTEGER NOT NULL",
-    BOOL: "INTEGER NOT NULL", JSON: "TEXT NOT NULL"}, "max")
+    BOOL: "INTEGER NOT NULL", JSON: "TEXT NOT NULL"}, "max", "decimal_sum")
 POSTGRES = Dialect("postgresql", "%s", {
     TEXT: "TEXT NOT NULL", NULLABLE_TEXT: "TEXT", DECIMAL: "NUMERIC NOT NULL",
     TIME: "TIMESTAMPTZ NOT NULL", INT: "INTEGER NOT NULL", BIGINT: "BIGINT NOT NULL",
-    BOOL: "BOOLEAN NOT NULL", JSON: "TEXT NOT NULL"}, "GREATEST")
+    BOOL: "BOOLEAN NOT NULL", JSON: "TEXT NOT NULL"}, "GREATEST", "sum")
 
 
 def format_sqlite_time(value: datetime) -> str:
@@ -221,6 +225,17 @@ def select_rows_sql(where_sql: str, dialect: Dialect, *, limited: bool) -> str:
 
 def count_sql(where_sql: str) -> str:
     return f"SELECT count(*) FROM {HISTORY_TABLE} {where_sql}"
+
+
+def month_usage_sql(dialect: Dialect) -> str:
+    """One account's month, aggregated by the database: row count, the summed quantity of
+    one rate table + code, the summed credit applied. Parameters: rate_table, rate_code,
+    account_id, billing_period. A SUM over no value is NULL (the caller reads it as 0)."""
+    p, total = dialect.placeholder, dialect.sum_function
+    return (f"SELECT count(*), "
+            f"{total}(CASE WHEN rate_table = {p} AND rate_code = {p} THEN quantity END), "
+            f"{total}(credit_applied) FROM {HISTORY_TABLE} "
+            f"WHERE account_id = {p} AND billing_period = {p}")
 
 
 def row_decoder(dialect: Dialect) -> Callable[[Sequence[Any]], HistoryRow]:

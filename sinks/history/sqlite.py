@@ -8,6 +8,10 @@ HistoryStoreUnavailable and the sink runner retries the batch.
 ``synchronous=NORMAL`` under WAL may lose the last commits on a power cut (never
 on a process crash). That is safe here: rows and their offsets are lost
 together, and the sink re-reads them from Kafka.
+
+Amounts are decimal TEXT, and SQLite's own sum() would add them as binary
+floats; the connection gets ``decimal_sum`` (:class:`DecimalSum`), an exact
+aggregate the shared SQL (sql.py) uses wherever it sums money or quantities.
 """
 
 from __future__ import annotations
@@ -15,14 +19,33 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 
+from processors.money import add
 from sinks.history import sql
 from sinks.history.model import HistoryError, HistoryStoreUnavailable
 from sinks.history.store import SqlHistoryStore
 
 MEMORY = ":memory:"
 BUSY_TIMEOUT_S = 5.0
+
+
+class DecimalSum:
+    """SQL ``decimal_sum(x)``: the exact Decimal sum of decimal TEXT values (in the rating
+    engine's 60-digit context), returned as text. NULLs are skipped and no value at all
+    gives NULL, like SQL's SUM."""
+
+    def __init__(self) -> None:
+        self._total: Decimal | None = None
+
+    def step(self, value: str | None) -> None:
+        if value is not None:
+            amount = Decimal(value)
+            self._total = amount if self._total is None else add(self._total, amount)
+
+    def finalize(self) -> str | None:
+        return None if self._total is None else str(self._total)
 
 
 class SqliteHistoryStore(SqlHistoryStore):
@@ -35,6 +58,9 @@ class SqliteHistoryStore(SqlHistoryStore):
             # Autocommit mode (isolation_level=None): transactions are explicit, below.
             self._db = sqlite3.connect(location, timeout=busy_timeout_s,
                                        isolation_level=None, check_same_thread=False)
+            # typeshed's aggregate protocol says int in, int out; SQLite passes any value.
+            self._db.create_aggregate(sql.SQLITE.sum_function, 1,
+                                      DecimalSum)  # type: ignore[arg-type]
             if location != MEMORY:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute("PRAGMA synchronous=NORMAL")

@@ -19,8 +19,10 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from decimal import Decimal
 from typing import Any
 
+from processors.money import ZERO
 from sinks.base import SinkRecord
 from sinks.history import sql
 from sinks.history.model import (
@@ -29,6 +31,7 @@ from sinks.history.model import (
     HistoryPage,
     HistoryRow,
     HistoryStoreUnavailable,
+    MonthUsage,
     decode_cursor,
     encode_cursor,
 )
@@ -53,6 +56,7 @@ class SqlHistoryStore:
         self._insert_sql = sql.insert_rows_sql(dialect)
         self._upsert_offset_sql = sql.upsert_offset_sql(dialect)
         self._select_offsets_sql = sql.select_offsets_sql(dialect)
+        self._month_usage_sql = sql.month_usage_sql(dialect)
         self._encode_row = sql.row_encoder(dialect)
         self._decode_row = sql.row_decoder(dialect)
 
@@ -155,6 +159,22 @@ class SqlHistoryStore:
             cursor.execute(sql.count_sql(where_sql), params)
             (total,) = cursor.fetchone()
         return int(total)
+
+    def month_usage(self, account_id: str, billing_period: str, rate_table: str,
+                    rate_code: str) -> MonthUsage:
+        """One statement, so one consistent snapshot; the sums are the database's (exact:
+        NUMERIC in PostgreSQL, decimal_sum over the decimal text in SQLite)."""
+        with self._guard("sum the month's usage"):
+            cursor = self._connection().cursor()
+            cursor.execute(self._month_usage_sql,
+                           (rate_table, rate_code, account_id, billing_period))
+            rows, quantity, credit_applied = cursor.fetchone()
+        return MonthUsage(rows=int(rows), quantity=self._sum(quantity),
+                          credit_applied=self._sum(credit_applied))
+
+    def _sum(self, value: Any) -> Decimal:
+        """A SUM as it comes back: NULL (nothing summed) is 0."""
+        return ZERO if value is None else self._dialect.decode(sql.DECIMAL, value)
 
     # -- helpers ------------------------------------------------------------------------
     def create_schema(self) -> None:

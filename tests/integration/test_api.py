@@ -349,9 +349,9 @@ def estimate_body(**fields: Any) -> dict[str, Any]:
     return {"requester": "alice", "event_time": "2026-11-20T12:00:00Z", **fields}
 
 
-def test_estimates_price_like_the_rating_engine(sqlite_api: TestClient,
-                                                catalog: Catalog) -> None:
-    api = sqlite_api
+def test_estimates_price_like_the_rating_engine(api: TestClient, catalog: Catalog) -> None:
+    """On both backends: the month position (rows, tier accumulation, credit drawn) is the
+    store's month_usage, aggregated by the database."""
     # The seed's example: a hard disk at 10 USD x 2 = 20.00 USD, no markup, no credit plan.
     disk = estimate_body(service_item_type="HardDisk", operation="Order",
                          attributes={"quantity": 2, "model": "hgst-8tb"}, home_ou="eng/platform")
@@ -369,6 +369,10 @@ def test_estimates_price_like_the_rating_engine(sqlite_api: TestClient,
         home_ou="eng/platform", source="test"), catalog, RatingState(), NOW)
     assert body["charged_amount"] == str(engine.charged_amount)
     assert body["estimated_at"].startswith("2026-11-20T12:00:00")
+    # acct-eng has 28 November rows, 12 of them hard disks on this very table and code
+    # (18 disks), but unit pricing has no tiers: nothing accumulates. No credit plan.
+    assert body["basis"] == {"history_rows": 28, "accumulated_quantity": "0",
+                             "credit_used": "0.00"}
 
     # Graduated tiers continue from the month's history: acct-eng metered 80 GB in
     # November, so 50 GB more = 20 GB at 0.10 + 30 GB at 0.08 = 2.00 + 2.40 = 4.40.
@@ -379,11 +383,15 @@ def test_estimates_price_like_the_rating_engine(sqlite_api: TestClient,
     assert body["net_amount"] == "4.40"
     assert [(t["quantity"], t["amount"]) for t in body["tiers"]] == [("20", "2.00"),
                                                                       ("30", "2.40")]
-    assert body["basis"]["accumulated_quantity"] == "80"
-    # December has no history yet: the first tier from zero, 50 x 0.10.
+    assert body["basis"] == {"history_rows": 28, "accumulated_quantity": "80",
+                             "credit_used": "0.00"}
+    # December: no acct-eng row on object storage yet (only two VMs): the first tier from
+    # zero, 50 x 0.10.
     december = api.post("/v1/estimates", headers=bearer(FINANCE), json={
         **storage, "event_time": "2026-12-20T00:00:00Z"}).json()
     assert december["net_amount"] == "5.00"
+    assert december["basis"] == {"history_rows": 2, "accumulated_quantity": "0",
+                                 "credit_used": "0.00"}
 
     # Marketplace with credit: 60 Bluefin WAF at 150.00 net = 9000.00, markup 18% =
     # 1620.00, gross 10620.00. acct-partner-acme (Gold, 7000.00 a month) drew 1378.00 in
@@ -397,6 +405,7 @@ def test_estimates_price_like_the_rating_engine(sqlite_api: TestClient,
         "net_amount": "9000.00", "markup_amount": "1620.00", "gross_amount": "10620.00",
         "credit_applied": "5622.00", "credit_remaining": "0.00", "charged_amount": "4998.00"}
     assert body["basis"]["credit_used"] == "1378.00"
+    assert body["basis"]["history_rows"] == 8
 
 
 def test_estimate_refusals(sqlite_api: TestClient) -> None:

@@ -8,17 +8,22 @@ back from Kafka independently (read_committed): every committed record, at its
 
 from __future__ import annotations
 
+import random
 import signal
 import sqlite3
 import time
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 
-from sinks.history import HistoryFilter
-from sinks.history.model import json_safe
+from processors.money import ZERO
+from sinks.history import HistoryFilter, MonthUsage, sql
+from sinks.history.model import BillingHistoryStore, json_safe
+from sinks.history.sqlite import DecimalSum
 from tests.integration.faults import CuttableProxy
 from tests.integration.harness import Pipeline
 from tests.integration.history_helpers import (
@@ -212,6 +217,104 @@ def test_pages_return_every_row_exactly_once_in_order(backend: Backend) -> None:
         assert rest[-1] == "zz-late"
     finally:
         store.close()
+
+
+# (rows, account, period, rate table, rate code, quantity, credit applied): amounts whose
+# binary-float sums are not exact (40 x 0.1 = 4.000000000000002, 0.1 + 0.2 =
+# 0.30000000000000004, 8.30 has no float at all), spread over the rows of other accounts,
+# months, tables and codes that month_usage must leave out.
+MONTH_ROWS = (
+    (40, "acct-a", "2024-05", "storage", "DISK-GB", "0.1", "0.10"),
+    (30, "acct-a", "2024-05", "storage", "DISK-SSD", "0.2", "0.01"),  # same table, other code
+    (20, "acct-a", "2024-05", "compute", "DISK-GB", "0.3", "0.20"),  # other table, same code
+    (10, "acct-b", "2024-05", "storage", "DISK-GB", "7", "5.00"),  # another account
+    (10, "acct-a", "2024-06", "storage", "DISK-GB", "9", "3.00"),  # another month
+    (1, "acct-c", "2024-05", "storage", "DISK-GB", "0.1", "0.1"),
+    (1, "acct-c", "2024-05", "storage", "DISK-GB", "0.2", "0.2"),
+)
+
+
+def as_text(usage: MonthUsage) -> tuple[int, str, str]:
+    """Exact to the scale: Decimal("4") == Decimal("4.0"), but the API shows "4.0"."""
+    return usage.rows, str(usage.quantity), str(usage.credit_applied)
+
+
+def summed_rows(store: BillingHistoryStore, account: str, period: str, table: str,
+                code: str) -> tuple[int, str, str]:
+    """What month_usage replaces: every row of the month read out and added up here."""
+    rows = list(store.iter_rows(HistoryFilter(account_id=account, billing_period=period)))
+    quantity = sum((r.quantity for r in rows if (r.rate_table, r.rate_code) == (table, code)),
+                   ZERO)
+    return len(rows), str(quantity), str(sum((r.credit_applied for r in rows), ZERO))
+
+
+def test_month_usage_is_the_exact_sum_of_the_account_months_rows(backend: Backend) -> None:
+    values = [{"account_id": account, "billing_period": period, "rate_table": table,
+               "rate_code": code, "quantity": quantity, "credit_applied": credit}
+              for count, account, period, table, code, quantity, credit in MONTH_ROWS
+              for _ in range(count)]
+    random.Random(7).shuffle(values)  # the account's rows interleaved with the others'
+    records = [sink_record(n, partition=n % 2, offset=n // 2, event_id=f"mu-{n:04d}",
+                           **value) for n, value in enumerate(values)]
+    store = backend.open()
+    try:
+        for start in range(0, len(records), 25):
+            store.write_batch(records[start:start + 25])
+        # Worked out by hand: 40 x 0.1; 40 x 0.10 + 30 x 0.01 + 20 x 0.20 = 4.00 + 0.30 + 4.00.
+        expected = {
+            ("acct-a", "2024-05", "storage", "DISK-GB"): (90, "4.0", "8.30"),
+            ("acct-a", "2024-05", "storage", "DISK-SSD"): (90, "6.0", "8.30"),
+            ("acct-a", "2024-05", "compute", "DISK-GB"): (90, "6.0", "8.30"),
+            ("acct-a", "2024-05", "network", "NET-GB"): (90, "0", "8.30"),  # nothing on it
+            ("acct-b", "2024-05", "storage", "DISK-GB"): (10, "70", "50.00"),
+            ("acct-a", "2024-06", "storage", "DISK-GB"): (10, "90", "30.00"),
+            ("acct-c", "2024-05", "storage", "DISK-GB"): (2, "0.3", "0.3"),
+            ("acct-a", "2024-07", "storage", "DISK-GB"): (0, "0", "0"),  # an empty month
+            ("acct-z", "2024-05", "storage", "DISK-GB"): (0, "0", "0"),  # an unknown account
+        }
+        for (account, period, table, code), numbers in expected.items():
+            usage = store.month_usage(account, period, table, code)
+            assert as_text(usage) == numbers, (account, period, table, code)
+            assert as_text(usage) == summed_rows(store, account, period, table, code)
+            assert isinstance(usage.quantity, Decimal)
+            assert isinstance(usage.credit_applied, Decimal)
+    finally:
+        store.close()
+
+
+def test_the_account_period_index_serves_month_usage(backend: Backend) -> None:
+    """The filter is the prefix of (account_id, billing_period, event_time, event_id): the
+    planner, with statistics of a history of 40 accounts x 6 months, reads exactly the
+    account's month from that index instead of a whole period or the whole table."""
+    store = backend.open()
+    try:
+        records = [sink_record(n, partition=0, offset=n, event_id=f"ix-{n:05d}",
+                               account_id=f"acct-{n % 40}",
+                               billing_period=f"2024-{n // 40 % 6 + 1:02d}")
+                   for n in range(4800)]
+        for start in range(0, len(records), 1000):
+            store.write_batch(records[start:start + 1000])
+    finally:
+        store.close()
+    params = ("storage", "DISK-GB", "acct-7", "2024-03")
+    if backend.kind == "sqlite":
+        with sqlite3.connect(urlsplit(backend.url).path[1:]) as raw:
+            raw.execute("ANALYZE")
+            raw.create_aggregate(sql.SQLITE.sum_function, 1,
+                                 DecimalSum)  # type: ignore[arg-type]
+            plan = " ".join(str(step) for step in raw.execute(
+                "EXPLAIN QUERY PLAN " + sql.month_usage_sql(sql.SQLITE), params))
+        assert "USING INDEX ix_billing_history_account_period (account_id=? AND " \
+               "billing_period=?)" in plan, plan
+    else:
+        with psycopg.connect(backend.url, autocommit=True) as connection:
+            connection.execute("ANALYZE billing_history")
+            plan = " ".join(line for (line,) in connection.execute(
+                "EXPLAIN " + sql.month_usage_sql(sql.POSTGRES), params))
+        assert "on ix_billing_history_account_period" in plan \
+            or "using ix_billing_history_account_period" in plan, plan
+        assert "Index Cond: ((account_id = 'acct-7'::text) AND (billing_period = " \
+               "'2024-03'::text))" in plan, plan
 
 
 def test_sigterm_stops_the_sink_cleanly(pipeline: Pipeline, backend: Backend) -> None:

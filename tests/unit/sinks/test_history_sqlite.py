@@ -101,6 +101,23 @@ def test_money_comes_back_exactly_as_written(db_path: Path, store: BillingHistor
     assert kinds == ("text", "text", "text")
 
 
+def test_month_usage_sums_the_decimal_text_exactly(store: BillingHistoryStore) -> None:
+    """SQLite's own sum() would answer 0.30000000000000004 and 1.0000000000000002 here."""
+    store.write_batch([
+        sink_record(0, 0, 0, quantity="0.1", credit_applied="0.1"),
+        sink_record(1, 0, 1, account_id="acct-0", quantity="0.2", credit_applied="0.2",
+                    rate_code="DISK-SSD"),
+        *[sink_record(n, 0, n, quantity="0.10", credit_applied="0.01")
+          for n in range(3, 30, 3)],  # the acct-0 rows of n = 3..27: nine more of each
+        sink_record(2, 0, 2, account_id="acct-0", billing_period="2024-06", quantity="5")])
+    usage = store.month_usage("acct-0", "2024-05", "storage", "DISK-GB")
+    assert (usage.rows, str(usage.quantity), str(usage.credit_applied)) == (11, "1.00", "0.39")
+    other = store.month_usage("acct-0", "2024-05", "storage", "DISK-SSD")
+    assert (other.rows, str(other.quantity), str(other.credit_applied)) == (11, "0.2", "0.39")
+    empty = store.month_usage("acct-0", "2024-07", "storage", "DISK-GB")
+    assert (empty.rows, str(empty.quantity), str(empty.credit_applied)) == (0, "0", "0")
+
+
 def test_pages_return_every_row_once_in_time_then_id_order(store: BillingHistoryStore) -> None:
     # Three rows per instant: the event id breaks the tie; written out of order.
     batch = [sink_record(n, 0, i, event_time=BASE_TIME + timedelta(seconds=n // 3),
