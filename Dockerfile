@@ -23,9 +23,10 @@ RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))
     && pip install -r /tmp/requirements.txt
 
 COPY . .
+# The check runs from / so that it imports the installed package, not /src.
 RUN pip install . \
     && rating --help > /dev/null \
-    && python -c "from stream.compiled import engine_build; b = engine_build(); print(b.describe()); assert b.fully_compiled"
+    && cd / && python -c "from stream.compiled import engine_build; b = engine_build(); print(b.describe()); assert b.fully_compiled"
 
 # ---- runtime: the virtualenv, the settings and the schemas; no sources, no pip cache
 FROM ${PYTHON_IMAGE}
