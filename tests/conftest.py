@@ -8,10 +8,12 @@ else testcontainers when a Docker daemon answers; else the local stack
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from stream.settings import Connections
 from stream.stack import Endpoints
@@ -33,6 +35,23 @@ def connections(endpoints: Endpoints) -> Connections:
     return Connections(kafka_bootstrap=endpoints.kafka_bootstrap,
                        schema_registry_url=endpoints.schema_registry_url,
                        redis_url=endpoints.redis_url)
+
+
+@pytest.fixture
+def shared_redis(connections: Connections,
+                 request: pytest.FixtureRequest) -> Iterator[tuple[redis.Redis, str]]:
+    """A client of the session's Redis and a key prefix of this test's own; the keys under
+    it are deleted afterwards."""
+    client = redis.Redis.from_url(connections.redis_url, decode_responses=True)
+    module = request.module.__name__.rpartition(".")[2].removeprefix("test_")
+    prefix = f"rating-test-{module}-{uuid.uuid4().hex[:10]}"
+    try:
+        yield client, prefix
+    finally:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -153,19 +152,6 @@ def hand_made(values: list[dict[str, Any]]) -> list[dict[str, Any]]:
          "credit_applied": "0.00", "charged_amount": "0.01"},
         {**base, "event_id": "colon-1", "provider": "ven:dor", "product": "p:1"},
     ]
-
-
-@pytest.fixture
-def shared_redis(connections: Connections) -> Iterator[tuple[redis.Redis, str]]:
-    client = redis.Redis.from_url(connections.redis_url, decode_responses=True)
-    prefix = f"rating-test-agg-{uuid.uuid4().hex[:10]}"
-    try:
-        yield client, prefix
-    finally:
-        keys = list(client.scan_iter(match=f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
 
 
 @pytest.fixture(scope="module")

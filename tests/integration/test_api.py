@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -80,19 +79,6 @@ def values(catalog: Catalog) -> list[dict[str, Any]]:
     return rated_values(catalog)
 
 
-@pytest.fixture
-def redis_prefix(connections: Connections) -> Iterator[tuple[redis.Redis, str]]:
-    client = redis.Redis.from_url(connections.redis_url, decode_responses=True)
-    prefix = f"rating-test-api-{uuid.uuid4().hex[:10]}"
-    try:
-        yield client, prefix
-    finally:
-        keys = list(client.scan_iter(match=f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
-
-
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     dsn = request.getfixturevalue("postgres_dsn") if request.param == "postgres" else None
@@ -104,10 +90,10 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 
 
 def build_client(backend: Backend, values: list[dict[str, Any]], catalog: Catalog,
-                 redis_prefix: tuple[redis.Redis, str]) -> Iterator[TestClient]:
+                 shared_redis: tuple[redis.Redis, str]) -> Iterator[TestClient]:
     store = backend.open()
     fill(store, values)
-    client, prefix = redis_prefix
+    client, prefix = shared_redis
     app = create_app(history=store, redis_client=client, catalog=lambda: catalog,
                      tokens=TOKENS, key_prefix=prefix, page_limit=PAGE_LIMIT,
                      max_page_limit=MAX_PAGE_LIMIT, clock=lambda: NOW)
@@ -120,16 +106,16 @@ def build_client(backend: Backend, values: list[dict[str, Any]], catalog: Catalo
 
 @pytest.fixture
 def api(backend: Backend, values: list[dict[str, Any]], catalog: Catalog,
-        redis_prefix: tuple[redis.Redis, str]) -> Iterator[TestClient]:
+        shared_redis: tuple[redis.Redis, str]) -> Iterator[TestClient]:
     """The app over a filled history of each backend."""
-    yield from build_client(backend, values, catalog, redis_prefix)
+    yield from build_client(backend, values, catalog, shared_redis)
 
 
 @pytest.fixture
 def sqlite_api(tmp_path: Path, values: list[dict[str, Any]], catalog: Catalog,
-               redis_prefix: tuple[redis.Redis, str]) -> Iterator[TestClient]:
+               shared_redis: tuple[redis.Redis, str]) -> Iterator[TestClient]:
     """The app over a filled SQLite history (for what does not depend on the backend)."""
-    yield from build_client(Backend("sqlite", tmp_path, None), values, catalog, redis_prefix)
+    yield from build_client(Backend("sqlite", tmp_path, None), values, catalog, shared_redis)
 
 
 def all_pages(api: TestClient, token: str, limit: int, **params: str) -> list[dict[str, Any]]:
@@ -181,13 +167,13 @@ def test_pages_return_every_row_exactly_once_in_a_stable_order(
 
 def test_rows_stored_while_paging_neither_repeat_nor_go_missing(
         backend: Backend, values: list[dict[str, Any]], catalog: Catalog,
-        redis_prefix: tuple[redis.Redis, str]) -> None:
+        shared_redis: tuple[redis.Redis, str]) -> None:
     store = backend.open()
     records = sink_records(values)
     try:
         fill(store, values[:30])  # the sink has written 30 rows when the reader starts
-        app = create_app(history=store, redis_client=redis_prefix[0], catalog=lambda: catalog,
-                         tokens=TOKENS, key_prefix=redis_prefix[1])
+        app = create_app(history=store, redis_client=shared_redis[0], catalog=lambda: catalog,
+                         tokens=TOKENS, key_prefix=shared_redis[1])
         with TestClient(app) as http:
             first = http.get("/v1/history", params={"limit": 10}, headers=bearer(FINANCE))
             store.write_batch(records[30:])  # ...and writes the rest between two pages
@@ -279,8 +265,8 @@ def aggregates_of(body: dict[str, Any]) -> dict[tuple[Any, ...], dict[str, str]]
 
 def test_aggregates_of_a_period_from_the_sinks_redis_layout(
         sqlite_api: TestClient, values: list[dict[str, Any]],
-        redis_prefix: tuple[redis.Redis, str]) -> None:
-    client, prefix = redis_prefix
+        shared_redis: tuple[redis.Redis, str]) -> None:
+    client, prefix = shared_redis
     store = AggregatesStore(client, "usage.rated", prefix)
     store.write_batch([decode_rated("usage.rated", 0, n, v) for n, v in enumerate(values)])
     api = sqlite_api
@@ -316,8 +302,8 @@ def test_aggregates_of_a_period_from_the_sinks_redis_layout(
 
 def test_quota_status_reads_a_real_quota_view_hash(
         sqlite_api: TestClient, catalog: Catalog,
-        redis_prefix: tuple[redis.Redis, str]) -> None:
-    client, prefix = redis_prefix
+        shared_redis: tuple[redis.Redis, str]) -> None:
+    client, prefix = shared_redis
     state = {"used": "24", "fired": [50], "last_alert": {
         "percent": 50, "action": "notify", "raised_at": "2026-11-03T10:00:00+00:00",
         "event_id": "ev-9"}}
@@ -433,12 +419,12 @@ def test_estimate_refusals(sqlite_api: TestClient) -> None:
                                   schemathesis.GenerationMode.NEGATIVE])
 def test_every_operation_conforms_to_the_openapi_document(
         sqlite_api: TestClient, values: list[dict[str, Any]],
-        redis_prefix: tuple[redis.Redis, str], mode: schemathesis.GenerationMode) -> None:
+        shared_redis: tuple[redis.Redis, str], mode: schemathesis.GenerationMode) -> None:
     """Generated requests of every operation with a finance token: no 5xx, and every
     response (status, content type, body) as the document says. Negative mode sends
     invalid parameters and bodies, which must be refused with a documented 4xx.
     (schemathesis.pytest.from_fixture is not usable with pytest 9, hence hypothesis here.)"""
-    client, prefix = redis_prefix
+    client, prefix = shared_redis
     AggregatesStore(client, "usage.rated", prefix).write_batch(
         [decode_rated("usage.rated", 0, n, v) for n, v in enumerate(values)])
     schema = schemathesis.openapi.from_asgi("/openapi.json", sqlite_api.app)

@@ -119,19 +119,6 @@ def expected_hash(state_key: str, origin: str, used: str, limit: str, percent: s
             "last_alert_event": ""}
 
 
-@pytest.fixture
-def shared_redis(connections: Connections) -> Iterator[tuple[redis.Redis, str]]:
-    client = redis.Redis.from_url(connections.redis_url, decode_responses=True)
-    prefix = f"rating-test-{uuid.uuid4().hex[:10]}"
-    try:
-        yield client, prefix
-    finally:
-        keys = list(client.scan_iter(match=f"{prefix}:*"))
-        if keys:
-            client.delete(*keys)
-        client.close()
-
-
 def test_view_mirrors_committed_quota_state_exactly_once(
         pipeline: Pipeline, connections: Connections,
         shared_redis: tuple[redis.Redis, str]) -> None:
