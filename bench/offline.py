@@ -61,7 +61,7 @@ from processors.events import Origin, UsageEvent
 from processors.pipeline import PartitionState, process_event
 from stream.codec import event_from_avro, rated_to_bytes, read_event
 from stream.contracts import Codecs
-from stream.loop import GC_THRESHOLD, Output
+from stream.loop import GC_THRESHOLD, Output, Stage
 from stream.serde import SCHEMA_FILES, AvroDecoder, AvroEncoder
 from stream.settings import Settings, load_settings
 from stream.stages import RaterStage, RouterStage
@@ -183,21 +183,14 @@ def _batches(messages: Sequence[Message]) -> Iterator[Sequence[Message]]:
         yield messages[start:start + BATCH]
 
 
-def run_router(lane: Lane, messages: Sequence[Message]) -> list[Output]:
+def run_stage(stage: Stage, messages: Sequence[Message]) -> list[Output]:
+    """The stage over the messages as the loop drives it: ``process`` per record,
+    ``end_batch`` per batch of BATCH records."""
     outputs: list[Output] = []
     for batch in _batches(messages):
         for message in batch:
-            outputs.extend(lane.router.process(message))
-        outputs.extend(lane.router.end_batch())
-    return outputs
-
-
-def run_rater(lane: Lane, messages: Sequence[Message]) -> list[Output]:
-    outputs: list[Output] = []
-    for batch in _batches(messages):
-        for message in batch:
-            outputs.extend(lane.rater.process(message))
-        outputs.extend(lane.rater.end_batch())
+            outputs.extend(stage.process(message))
+        outputs.extend(stage.end_batch())
     return outputs
 
 
@@ -220,7 +213,7 @@ def fixture(events: int, seed: int, records: list[tuple[bytes, bytes]] | None = 
     records = records if records is not None else workload_records(settings, events, seed,
                                                                    codecs)
     inputs = input_messages(records, settings.topics.events.name)
-    routed_outputs = run_router(new_lane(codecs, settings, catalog), inputs)
+    routed_outputs = run_stage(new_lane(codecs, settings, catalog).router, inputs)
     routed = routed_messages(routed_outputs, settings.topics.by_account.name)
     decoded = [event_from_avro(codecs.event_decoder.decode(m.value())) for m in routed]
     return Fixture(settings, catalog, codecs, records, inputs, routed, decoded)
@@ -229,19 +222,19 @@ def fixture(events: int, seed: int, records: list[tuple[bytes, bytes]] | None = 
 def lane_rating(fx: Fixture) -> tuple[int, Callable[[], object]]:
     def run() -> object:
         lane = new_lane(fx.codecs, fx.settings, fx.catalog)
-        routed = run_router(lane, fx.inputs)
-        return routed + run_rater(lane, routed_messages(routed,
+        routed = run_stage(lane.router, fx.inputs)
+        return routed + run_stage(lane.rater, routed_messages(routed,
                                                         fx.settings.topics.by_account.name))
     return len(fx.inputs), run
 
 
 def lane_router(fx: Fixture) -> tuple[int, Callable[[], object]]:
-    return len(fx.inputs), lambda: run_router(new_lane(fx.codecs, fx.settings, fx.catalog),
-                                              fx.inputs)
+    return len(fx.inputs), lambda: run_stage(new_lane(fx.codecs, fx.settings, fx.catalog).router,
+                                             fx.inputs)
 
 
 def lane_rater(fx: Fixture) -> tuple[int, Callable[[], object]]:
-    return len(fx.routed), lambda: run_rater(new_lane(fx.codecs, fx.settings, fx.catalog),
+    return len(fx.routed), lambda: run_stage(new_lane(fx.codecs, fx.settings, fx.catalog).rater,
                                              fx.routed)
 
 

@@ -29,9 +29,9 @@ def test_counters_add_up_per_batch_to_what_the_stages_wrote() -> None:
               "blocked": _sample("rating_events_dead_lettered_total", stage="quota"),
               "net": _sample("rating_amount_rated_total", kind="net", currency="USD")}
     lane = offline.new_lane(FIXTURE.codecs, FIXTURE.settings, FIXTURE.catalog)
-    routed = offline.routed_messages(offline.run_router(lane, FIXTURE.inputs),
+    routed = offline.routed_messages(offline.run_stage(lane.router, FIXTURE.inputs),
                                      topics.by_account.name)
-    outputs = offline.run_rater(lane, routed)
+    outputs = offline.run_stage(lane.rater, routed)
     decoder = AvroDecoder(None, SCHEMA_FILES["rated"])  # type: ignore[arg-type]
     decoder.remember(offline.SCHEMA_IDS["rated"], SCHEMA_FILES["rated"])
     rated = [decoder.decode(o.value) for o in outputs if o.topic == topics.rated.name]
@@ -53,7 +53,7 @@ def test_quota_blocks_are_logged_once_per_batch_not_once_per_event(
     topics = FIXTURE.settings.topics
     lane = offline.new_lane(FIXTURE.codecs, FIXTURE.settings, FIXTURE.catalog)
     with caplog.at_level(logging.DEBUG):
-        outputs = offline.run_rater(lane, FIXTURE.routed)
+        outputs = offline.run_stage(lane.rater, FIXTURE.routed)
     blocked = [o for o in outputs if o.topic == topics.rejected.name]
     summaries = [r for r in caplog.records if r.getMessage().startswith("quota blocked")]
     per_event = [r for r in caplog.records if r.getMessage().startswith("quota ")
