@@ -98,6 +98,7 @@ from sinks.redis_fence import OffsetFencedRedisStore
 from sinks.runner import SinkRunner, sink_consumer
 from stream.clients import registry_client
 from stream.messages import origin_of as message_origin
+from stream.observability import OpsListener
 from stream.serde import SCHEMA_FILES, AvroDecoder, SerdeError, register
 from stream.settings import Connections, Settings
 
@@ -224,7 +225,8 @@ def rated_decoder(connections: Connections, topic: str) -> RatedDecoder:
 
 
 def run_aggregates(settings: Settings, connections: Connections, stop: threading.Event,
-                   *, key_prefix: str = DEFAULT_PREFIX, replay: bool = False) -> None:
+                   *, key_prefix: str = DEFAULT_PREFIX, replay: bool = False,
+                   ops: OpsListener | None = None) -> None:
     """Keep the period aggregates in Redis up to date until ``stop`` is set.
 
     ``replay`` reads ``usage.rated`` from the beginning whatever is stored (records
@@ -240,7 +242,7 @@ def run_aggregates(settings: Settings, connections: Connections, stop: threading
         runner = SinkRunner(consumer, store, topic, decode,
                             batch_size=settings.processor.batch_size,
                             batch_timeout_s=settings.processor.batch_timeout_s,
-                            transient=TRANSIENT_ERRORS, replay=replay)
+                            transient=TRANSIENT_ERRORS, replay=replay, ops=ops)
         runner.run(stop)
     finally:
         client.close()

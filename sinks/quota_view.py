@@ -75,6 +75,7 @@ from sinks.runner import SinkRunner, sink_consumer
 from stream.catalog_feed import CatalogFeed
 from stream.clients import reading_consumer
 from stream.messages import origin_of as message_origin
+from stream.observability import OpsListener
 from stream.settings import Connections, Settings
 
 log = logging.getLogger(__name__)
@@ -274,7 +275,8 @@ def redis_client(url: str) -> redis.Redis:
 
 def run_quota_view(settings: Settings, connections: Connections, stop: threading.Event,
                    *, key_prefix: str = DEFAULT_PREFIX, replay: bool = False,
-                   catalog_wait_s: float = CATALOG_WAIT_S) -> None:
+                   catalog_wait_s: float = CATALOG_WAIT_S,
+                   ops: OpsListener | None = None) -> None:
     """Mirror the committed quota state into Redis until ``stop`` is set.
 
     ``replay`` reads the changelog from the beginning whatever is stored (records
@@ -295,6 +297,7 @@ def run_quota_view(settings: Settings, connections: Connections, stop: threading
             batch_timeout_s=settings.processor.batch_timeout_s,
             transient=TRANSIENT_ERRORS, replay=replay,
             on_idle=_CatalogRefresh(feed, store).between_batches,
+            ops=ops,
         )
         runner.run(stop)
     finally:

@@ -15,6 +15,11 @@
 - After each stored batch the offsets are committed to Kafka as well, only so
   that consumer-group lag shows how far behind the sink is.
 
+Operations (``ops``, from ``rating sink --metrics-port``): ``/metrics``, ``/healthz``
+(the loop turns; also while it waits for the store) and ``/readyz`` (partitions
+assigned and the store reachable; ``"missing": ["store"]`` during an outage), plus
+``rating_consumer_lag_records{topic,partition}`` of the sink's own consumer.
+
 Metrics: ``rating_sink_up{sink}``, ``rating_sink_retries_total{sink}``,
 ``rating_sink_write_seconds{sink}`` (successful writes),
 ``rating_sink_records_total{sink,result=written|skipped}`` (incremented by the
@@ -35,11 +40,13 @@ from prometheus_client import Counter, Gauge, Histogram
 from processors.errors import RatingError
 from sinks.base import Sink, SinkRecord
 from stream.clients import processing_consumer
+from stream.observability import LagTracker, OpsListener
 from stream.settings import Connections
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 OFFSET_BEGINNING = -2
+STORE_DEPENDENCY = "store"  # what /readyz names as missing while the store is down
 
 SINK_UP = Gauge("rating_sink_up", "1 while the sink's store accepts writes, 0 during an outage.",
                 ["sink"])
@@ -87,7 +94,8 @@ class SinkRunner:
                  decode: Callable[[Message], SinkRecord], *, batch_size: int,
                  batch_timeout_s: float, transient: tuple[type[BaseException], ...],
                  backoff_initial_s: float = 0.2, backoff_max_s: float = 10.0,
-                 replay: bool = False, on_idle: Callable[[], object] | None = None):
+                 replay: bool = False, on_idle: Callable[[], object] | None = None,
+                 ops: OpsListener | None = None):
         self._consumer = consumer
         self._sink = sink
         self._topic = topic
@@ -99,6 +107,9 @@ class SinkRunner:
         self._backoff_max_s = backoff_max_s
         self._replay = replay
         self._on_idle = on_idle
+        self._ops = ops
+        if ops is not None and ops.lag is None:
+            ops.lag = LagTracker(consumer)
         self._assignment: set[int] = set()
         self._stop = threading.Event()
         self._up: bool | None = None
@@ -111,6 +122,8 @@ class SinkRunner:
                                  on_revoke=self._on_revoke, on_lost=self._on_revoke)
         try:
             while not stop.is_set():
+                if self._ops is not None:
+                    self._ops.between_batches()
                 if self._on_idle is not None:
                     self._on_idle()
                 messages = self._consumer.consume(self._batch_size, self._batch_timeout_s)
@@ -161,6 +174,8 @@ class SinkRunner:
                     self._mark_down(exc)
                 self.retries += 1
                 SINK_RETRIES.labels(sink=self._sink.name).inc()
+                if self._ops is not None:
+                    self._ops.readiness.heartbeat()  # waiting for the store is not stuck
                 if self._stop.wait(backoff):
                     return None
                 backoff = min(backoff * 2, self._backoff_max_s)
@@ -170,12 +185,16 @@ class SinkRunner:
 
     def _mark_down(self, exc: BaseException) -> None:
         SINK_UP.labels(sink=self._sink.name).set(0)
+        if self._ops is not None:
+            self._ops.readiness.dependency_down(STORE_DEPENDENCY)
         self._up = False
         log.warning("sink %s: store unreachable, holding the batch and retrying with backoff "
                     "(logged once per outage): %s", self._sink.name, exc)
 
     def _mark_up(self, down_since: float | None) -> None:
         SINK_UP.labels(sink=self._sink.name).set(1)
+        if self._ops is not None:
+            self._ops.readiness.dependency_up(STORE_DEPENDENCY)
         if down_since is not None:
             log.warning("sink %s: store reachable again after %.1f s", self._sink.name,
                         time.monotonic() - down_since)
@@ -229,6 +248,8 @@ class SinkRunner:
             tp.offset = offsets.get(tp.partition, OFFSET_BEGINNING)
         consumer.assign(partitions)
         self._assignment = {tp.partition for tp in partitions}
+        if self._ops is not None:
+            self._ops.assigned(partitions)
         log.info("sink %s: assigned %s from %s", self._sink.name, self._topic,
                  {tp.partition: offsets.get(tp.partition, "beginning") for tp in partitions})
 
@@ -247,5 +268,7 @@ class SinkRunner:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assignment -= {tp.partition for tp in partitions}
+        if self._ops is not None:
+            self._ops.revoked(partitions)
         log.info("sink %s: revoked %s%s", self._sink.name, self._topic,
                  sorted(tp.partition for tp in partitions))

@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     sink.add_argument("--replay", action="store_true",
                       help="re-read the source topic from the start (stored records are "
                       "skipped)")
+    sink.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                      help="serve /metrics, /healthz, /readyz on PORT, 0 = a free one "
+                      "(default: $RATING_METRICS_PORT, else 9400, else a free one)")
     sink.set_defaults(handler=commands.sink)
 
     from reports.command import add_report_parser  # serving sits on top: entry point only

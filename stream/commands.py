@@ -279,23 +279,35 @@ def sink(args: argparse.Namespace) -> int:
     import threading
 
     from sinks.quota_view import run_quota_view
+    from stream.observability import OpsListener, Readiness, start_server, stop_server
 
+    settings = _settings(args)
+    history_url = args.url or settings.sinks.history_url
+    if args.name == "billing-history":
+        from sinks.history.urls import check_history_url
+
+        check_history_url(history_url)  # a wrong --url is reported before anything starts
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    if args.name == "billing-history":
-        from sinks.history.sink import run_billing_history
+    # A sink keeps no state and reads no catalog: ready with partitions and a reachable store.
+    ops = OpsListener(Readiness(needs_state=False, needs_catalog=False))
+    port, fallback = _metrics_port(args.metrics_port)
+    server = start_server(port, ops.readiness, fallback=fallback)
+    try:
+        if args.name == "billing-history":
+            from sinks.history.sink import run_billing_history
 
-        settings = _settings(args)
-        run_billing_history(settings, connections_from_env(),
-                            args.url or settings.sinks.history_url, stop, replay=args.replay)
-        return 0
-    if args.name == "aggregates":
-        from sinks.aggregates import run_aggregates
+            run_billing_history(settings, connections_from_env(), history_url, stop,
+                                replay=args.replay, ops=ops)
+        elif args.name == "aggregates":
+            from sinks.aggregates import run_aggregates
 
-        run_aggregates(_settings(args), connections_from_env(), stop, replay=args.replay)
-        return 0
-    run_quota_view(_settings(args), connections_from_env(), stop, replay=args.replay)
+            run_aggregates(settings, connections_from_env(), stop, replay=args.replay, ops=ops)
+        else:
+            run_quota_view(settings, connections_from_env(), stop, replay=args.replay, ops=ops)
+    finally:
+        stop_server(server)
     return 0
 
 

@@ -19,22 +19,26 @@ from processors.catalog import Catalog, load_catalog_dir
 from processors.errors import RatingError
 from sinks.history import open_history_store
 from stream import demo_billing as billing
+from stream import demo_prometheus as prometheus
 from stream import stack as local_stack
 from stream.catalog_feed import publish_catalog
 from stream.clients import admin_client, idempotent_producer, registry_client
 from stream.contracts import Codecs, build_codecs
+from stream.demo_prometheus import MetricsEndpoint
 from stream.demo_services import Child, stop_all, wait_for_sink
 from stream.lag import caught_up, committed_since
 from stream.progress import Progress
 from stream.readback import end_offsets, read_all
 from stream.settings import DEFAULT_SETTINGS_FILE, Connections, Settings, connections_from_env
 from stream.simulate import run_simulation
+from stream.stack.ports import free_port
 from stream.topics import ensure_topics
 
 CATCH_UP_TIMEOUT_S = 300.0
 OUTCOME_ROLES = ("events", "rated", "dlq", "rejected", "late", "quota_alerts")
 SINK_CATCH_UP_TIMEOUT_S = 120.0
 STAGES = "router,rater,subscriptions"
+DEMO_PROCESSES = ("processor", "billing-history", "aggregates")  # the `process` label
 DEV_TOKENS = Path("config") / "api-tokens.dev.yaml"
 DEV_TOKEN = "dev-finance-token"  # public, documented in docs/api.md and DEV_TOKENS
 
@@ -43,7 +47,9 @@ def run_demo(settings: Settings, *, events: int, seed: int, keep_running: bool,
              out: TextIO, settings_file: Path = DEFAULT_SETTINGS_FILE) -> int:
     was_running = local_stack.is_running()
     local_stack.up(components={"kafka", "registry", "redis"})
+    prometheus_url = start_prometheus()
     children: list[Child] = []
+    endpoints: list[MetricsEndpoint] = []
     periods: list[str] = []
     try:
         connections = connections_from_env()
@@ -55,16 +61,22 @@ def run_demo(settings: Settings, *, events: int, seed: int, keep_running: bool,
             say(note)
         since = {role: end_offsets(connections, getattr(settings.topics, role).name)
                  for role in OUTCOME_ROLES}
-        children += start_children(settings_file, history_url)
+        endpoints = metrics_endpoints()
+        children += start_children(settings_file, history_url, endpoints)
+        if prometheus_url:
+            prometheus.register(local_stack.targets_file(local_stack.state_dir()), endpoints)
         say(f"started the processor ({STAGES}), the billing-history sink and the aggregates "
             f"sink (pids {', '.join(str(c.popen.pid) for c in children)}, logs in "
-            f"{billing.shown(children[0].log_path.parent)})")
+            f"{billing.shown(children[0].log_path.parent)}; /metrics on ports "
+            f"{', '.join(str(e.port) for e in endpoints)})")
         published, outcomes = rate_workload(settings, connections, codecs, children[0], since,
                                             events=events, seed=seed)
         print_summary(out, published, outcomes)
         periods = sorted({str(r["billing_period"]) for r in outcomes["rated"]})
         report_from_sinks(settings, connections, history_url, children, since["rated"],
                           periods, out)
+        if prometheus_url:
+            print_scraped(out, prometheus_url, endpoints, len(outcomes["rated"]))
         if not billing.bill_demo_licences(settings, connections, catalog, history_url,
                                           billing.shown(local_stack.state_dir() / "invoices"),
                                           out):
@@ -72,10 +84,12 @@ def run_demo(settings: Settings, *, events: int, seed: int, keep_running: bool,
     finally:
         if not keep_running:
             stop_all(children)
+            if prometheus_url:
+                prometheus.register(local_stack.targets_file(local_stack.state_dir()), [])
             if not was_running:
                 local_stack.down()
     if keep_running:
-        print_how_to_reach(settings, children, periods)
+        print_how_to_reach(settings, children, periods, prometheus_url)
     return 0
 
 
@@ -140,25 +154,68 @@ def say(message: str) -> None:
     print(f"==> {message}", file=sys.stderr, flush=True)
 
 
-def start_children(settings_file: Path, history_url: str) -> list[Child]:
+def start_prometheus() -> str | None:
+    """The stack's Prometheus (Debian's package), or None with a note when it cannot be
+    had: it only observes, so the demo goes on without it."""
+    try:
+        return local_stack.up(components={"prometheus"}, quiet=True).prometheus_url
+    except local_stack.StackError as exc:
+        say(f"no Prometheus ({exc}); the demo goes on without it")
+        return None
+
+
+def metrics_endpoints() -> list[MetricsEndpoint]:
+    """A free port for each demo process's /metrics, in start_children's order."""
+    ports: list[int] = []
+    for _name in DEMO_PROCESSES:
+        ports.append(free_port(avoid=ports))
+    return [MetricsEndpoint(name, port) for name, port in zip(DEMO_PROCESSES, ports, strict=True)]
+
+
+def start_children(settings_file: Path, history_url: str,
+                   endpoints: list[MetricsEndpoint]) -> list[Child]:
     """The processor with every stage, then the two sinks of usage.rated."""
+    ports = {e.process: str(e.port) for e in endpoints}
     return [
         Child.start("processor", "processor-demo.log", settings_file,
-                    ["process", "--stages", STAGES, "--instance-id", "demo"]),
+                    ["process", "--stages", STAGES, "--instance-id", "demo",
+                     "--metrics-port", ports["processor"]]),
         Child.start("billing-history sink", "history-sink-demo.log", settings_file,
-                    ["sink", "billing-history", "--url", history_url]),
+                    ["sink", "billing-history", "--url", history_url,
+                     "--metrics-port", ports["billing-history"]]),
         Child.start("aggregates sink", "aggregates-sink-demo.log", settings_file,
-                    ["sink", "aggregates"]),
+                    ["sink", "aggregates", "--metrics-port", ports["aggregates"]]),
     ]
 
 
-def print_how_to_reach(settings: Settings, children: list[Child], periods: list[str]) -> None:
+def print_scraped(out: TextIO, prometheus_url: str, endpoints: list[MetricsEndpoint],
+                  rated: int) -> None:
+    """What Prometheus scraped from the demo's processes, once it has the final counts."""
+    sinks = [e.process for e in endpoints if e.process != "processor"]
+    try:
+        view, complete = prometheus.wait_for_scrape(
+            prometheus_url, endpoints,
+            lambda v: v.rated >= rated and all(v.sink_written.get(s, 0) >= rated
+                                               for s in sinks))
+    except prometheus.PrometheusQueryError as exc:
+        say(f"Prometheus did not answer: {exc}")
+        return
+    out.write("\n" + "\n".join(view.lines(prometheus_url)) + "\n")
+    if not complete:
+        out.write("  (not every count scraped yet: Prometheus scrapes every 5 s)\n")
+    out.flush()
+
+
+def print_how_to_reach(settings: Settings, children: list[Child], periods: list[str],
+                       prometheus_url: str | None) -> None:
     api = f"http://{settings.api.host}:{settings.api.port}"
     period = periods[-1] if periods else time.strftime("%Y-%m", time.gmtime())
     say(f"still running: {', '.join(f'{c.name} (pid {c.popen.pid})' for c in children)}")
     say("  follow the rated records:  rating tail rated --follow")
     say(f"  serve the REST API:        rating api --tokens {DEV_TOKENS}")
     say(f"  then:  curl -H 'Authorization: Bearer {DEV_TOKEN}' {api}/v1/aggregates/{period}")
+    if prometheus_url:
+        say(f"  Prometheus (alerts of deploy/prometheus/alerts.yml loaded): {prometheus_url}")
     say(f"  stop:  kill {' '.join(str(c.popen.pid) for c in children)}; then make down")
 
 

@@ -9,7 +9,11 @@ the exactly-once loop and the server dies with the process.
   restored, the process counts as healthy: it is busy, not stuck). 503 otherwise.
 - ``/readyz``   200 only with partitions assigned, their state restored and a
   catalog loaded; else 503 and ``{"ready": false, "missing": [...]}`` naming what
-  is missing (``assignment``, ``state``, ``catalog``).
+  is missing (``assignment``, ``state``, ``catalog``, or a store that is down,
+  e.g. ``store``). A sink needs neither state nor catalog, only its partitions
+  and a reachable store.
+
+Served by ``rating process`` and by every ``rating sink``.
 
 The loop thread updates a :class:`Readiness`; HTTP threads only read it.
 """
@@ -44,12 +48,14 @@ class Readiness:
     """What /healthz and /readyz report; written by the loop thread, read by HTTP threads."""
 
     def __init__(self, stuck_after_s: float = DEFAULT_STUCK_AFTER_S,
-                 needs_state: bool = True,
+                 needs_state: bool = True, needs_catalog: bool = True,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._clock = clock
         self._stuck_after_s = stuck_after_s
         self._needs_state = needs_state
+        self._needs_catalog = needs_catalog
+        self._down: set[str] = set()  # dependencies currently unreachable
         self._assignment: frozenset[tuple[str, int]] = frozenset()
         self._restoring = False
         self._restored = not needs_state
@@ -64,6 +70,15 @@ class Readiness:
     def catalog_loaded(self, version: str) -> None:
         with self._lock:
             self._catalog_version = version
+
+    def dependency_down(self, name: str) -> None:
+        """``name`` (e.g. a sink's store) is unreachable: not ready until it is back."""
+        with self._lock:
+            self._down.add(name)
+
+    def dependency_up(self, name: str) -> None:
+        with self._lock:
+            self._down.discard(name)
 
     def assigning(self, partitions: Sequence[TopicPartition]) -> None:
         """Partitions arrived; their state is being restored."""
@@ -94,9 +109,9 @@ class Readiness:
                 missing.append("assignment")
             if not self._restored:
                 missing.append("state")
-            if self._catalog_version is None:
+            if self._needs_catalog and self._catalog_version is None:
                 missing.append("catalog")
-            return missing
+            return missing + sorted(self._down)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         with self._lock:
@@ -256,7 +271,10 @@ def start_server(port: int, readiness: Readiness, *, fallback: bool = False,
                     server.port, METRICS_PORT_ENV)
     thread = threading.Thread(target=server.serve_forever, name="ops-http", daemon=True)
     thread.start()
-    log.info("serving /metrics, /healthz, /readyz on %s:%d", host, server.port)
+    # Port 0 picked one: that is news. A chosen port is not (and a taken one was warned
+    # about above): one line at start-up for nothing would precede every start-up error.
+    log.log(logging.INFO if port == 0 else logging.DEBUG,
+            "serving /metrics, /healthz, /readyz on %s:%d", host, server.port)
     return server
 
 
@@ -293,9 +311,10 @@ class OpsListener:
         if self.lag is not None:
             self.lag.revoked(partitions)
 
-    def between_batches(self, catalog_version: str) -> None:
-        """Called by the loop thread every iteration."""
+    def between_batches(self, catalog_version: str | None = None) -> None:
+        """Called by the loop thread every iteration (a sink has no catalog)."""
         self.readiness.heartbeat()
-        self.readiness.catalog_loaded(catalog_version)
+        if catalog_version is not None:
+            self.readiness.catalog_loaded(catalog_version)
         if self.lag is not None:
             self.lag.maybe_update()

@@ -30,6 +30,7 @@ from sinks.runner import SinkRunner, sink_consumer
 from stream.clients import registry_client
 from stream.contracts import build_codecs
 from stream.messages import origin_of
+from stream.observability import OpsListener
 from stream.serde import AvroDecoder, RegistryUnavailable, SerdeError
 from stream.settings import Connections, Settings
 
@@ -94,7 +95,8 @@ def open_when_reachable(url: str, stop: threading.Event,
 
 def run_billing_history(settings: Settings, connections: Connections, url: str,
                         stop: threading.Event, *, replay: bool = False,
-                        base_dir: Path | None = None) -> SinkRunner | None:
+                        base_dir: Path | None = None,
+                        ops: OpsListener | None = None) -> SinkRunner | None:
     """Store every committed rated record in the history at ``url`` until ``stop`` is set.
 
     ``replay`` re-reads usage.rated from the beginning whatever is stored (stored
@@ -115,7 +117,8 @@ def run_billing_history(settings: Settings, connections: Connections, url: str,
                             batch_size=settings.processor.batch_size,
                             batch_timeout_s=settings.processor.batch_timeout_s,
                             transient=TRANSIENT_ERRORS, replay=replay,
-                            backoff_initial_s=BACKOFF_INITIAL_S, backoff_max_s=BACKOFF_MAX_S)
+                            backoff_initial_s=BACKOFF_INITIAL_S, backoff_max_s=BACKOFF_MAX_S,
+                            ops=ops)
         runner.run(stop)
         return runner
     finally:

@@ -31,7 +31,7 @@ from stream.stack.manager import (
     status_lines,
     up,
 )
-from stream.stack.prometheus import targets_file, write_targets
+from stream.stack.prometheus import targets_file, write_target_groups, write_targets
 from stream.stack.provision import provide_endpoints
 from stream.stack.state import state_dir
 
@@ -57,5 +57,6 @@ __all__ = [
     "status_lines",
     "targets_file",
     "up",
+    "write_target_groups",
     "write_targets",
 ]

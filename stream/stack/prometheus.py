@@ -2,14 +2,16 @@
 
 Targets go through file-based service discovery so that processes started after
 Prometheus (the rating app under `make run`) can be added without a restart:
-Prometheus re-reads the file on change.
+Prometheus re-reads the file on change. The alert rules of
+``deploy/prometheus/alerts.yml`` are loaded when the file is there (a checkout), so
+the local Prometheus evaluates the same alerts as docker-compose's.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -20,6 +22,7 @@ from stream.stack.service import Context, PortPicker, Record, Service
 
 SCRAPE_JOB = "usage-rating"
 TARGETS_FILE = "targets.json"
+ALERT_RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
 
 
 def targets_file(state_dir: Path) -> Path:
@@ -28,9 +31,17 @@ def targets_file(state_dir: Path) -> Path:
 
 def write_targets(path: Path, targets: Sequence[str], labels: dict[str, str] | None = None) -> None:
     """Replace the scrape targets (``host:port`` strings) atomically."""
+    write_target_groups(path, [(targets, labels or {})])
+
+
+def write_target_groups(path: Path,
+                        groups: Sequence[tuple[Sequence[str], Mapping[str, str]]]) -> None:
+    """Replace the scrape targets with ``groups`` of (``host:port`` strings, labels their
+    series get), atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps([{"targets": list(targets), "labels": labels or {}}], indent=2))
+    tmp.write_text(json.dumps([{"targets": list(targets), "labels": dict(labels)}
+                               for targets, labels in groups], indent=2))
     # Prometheus watches the file; a half-written one would be logged as an error.
     os.replace(tmp, path)
 
@@ -62,6 +73,7 @@ class PrometheusService(Service):
             json.dumps(
                 {
                     "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+                    "rule_files": [str(ALERT_RULES)] if ALERT_RULES.is_file() else [],
                     "scrape_configs": [
                         {
                             "job_name": SCRAPE_JOB,

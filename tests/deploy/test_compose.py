@@ -262,16 +262,22 @@ def test_kafka_advertises_what_the_app_connects_to(
     assert "healthcheck" in kafka
 
 
-def test_prometheus_scrapes_every_processor(
-        services: dict[str, Service], processors: dict[str, Service]) -> None:
+def test_prometheus_scrapes_every_processor_and_sink(
+        services: dict[str, Service], app_services: dict[str, Service],
+        processors: dict[str, Service]) -> None:
     config = _load(PROMETHEUS_FILE)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert SCRAPE_JOB in jobs, f"no job {SCRAPE_JOB!r} in {PROMETHEUS_FILE}"
     job = jobs[SCRAPE_JOB]
     assert job.get("metrics_path", "/metrics") == "/metrics"
     targets = {target for group in job["static_configs"] for target in group["targets"]}
-    assert targets == {f"{name}:{METRICS_PORT}" for name in processors}
-    for name, service in processors.items():
+    sinks = {name: service for name, service in app_services.items()
+             if " ".join(_command(service)).split()[:1] == ["sink"]
+             or "rating sink " in " ".join(_command(service))}
+    assert sinks, "no sink services found"
+    scraped = {**processors, **sinks}
+    assert targets == {f"{name}:{METRICS_PORT}" for name in scraped}
+    for name, service in scraped.items():
         assert str(METRICS_PORT) in [str(port) for port in service.get("expose", [])], name
     mounts = [str(volume) for volume in services["prometheus"].get("volumes", [])]
     assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts

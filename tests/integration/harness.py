@@ -74,6 +74,12 @@ class Pipeline:
         self.processes.append(process)
         return process
 
+    def start_sink(self, name: str, *extra: str) -> ProcessorProcess:
+        """`rating sink NAME ...` in a child process (stopped with the pipeline's processors)."""
+        process = ProcessorProcess(self, name, list(extra), {}, command=["sink", name])
+        self.processes.append(process)
+        return process
+
     def caught_up(self) -> bool:
         return caught_up(self.connections, self.group_id,
                          [self.settings.topics.events.name, self.settings.topics.by_account.name])
@@ -140,21 +146,24 @@ class Pipeline:
 
 
 class ProcessorProcess:
-    """`rating process` in a child process, as it runs in production."""
+    """`rating process` (or another long-running ``command``, e.g. a sink) in a child
+    process, as it runs in production."""
 
     def __init__(self, pipeline: Pipeline, instance_id: str, extra: list[str],
-                 env: dict[str, str]):
+                 env: dict[str, str], command: list[str] | None = None):
         self.ended_on_purpose = False
-        self.log_path = pipeline.tmp_dir / f"processor-{instance_id}-{uuid.uuid4().hex[:6]}.log"
+        self.name = " ".join(command) if command else "processor"
+        log_name = "-".join(command) if command else f"processor-{instance_id}"
+        self.log_path = pipeline.tmp_dir / f"{log_name}-{uuid.uuid4().hex[:6]}.log"
         self._log = self.log_path.open("wb")
+        argv = command or ["process", "--instance-id", instance_id]
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "process", "--instance-id", instance_id,
-             *extra], cwd=REPO_ROOT, env={**pipeline.env(), **env}, stdout=self._log,
-            stderr=subprocess.STDOUT)
+            [sys.executable, "-m", "stream.cli", *argv, *extra], cwd=REPO_ROOT,
+            env={**pipeline.env(), **env}, stdout=self._log, stderr=subprocess.STDOUT)
 
     def check_alive(self) -> None:
         if not self.ended_on_purpose and self.popen.poll() is not None:
-            raise AssertionError(f"processor exited with {self.popen.returncode}:\n"
+            raise AssertionError(f"{self.name} exited with {self.popen.returncode}:\n"
                                  f"{self.log_tail()}")
 
     def log_tail(self, lines: int = 40) -> str:

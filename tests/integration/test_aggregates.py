@@ -8,11 +8,15 @@ Redis is read with raw commands from the documented layout.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -27,6 +31,7 @@ from prometheus_client import REGISTRY
 from sinks.aggregates import SINK_NAME, AggregatesStore, decode_rated, run_aggregates
 from stream.clients import transactional_producer
 from stream.settings import REPO_ROOT, Connections
+from stream.stack.ports import LOOPBACK, free_port
 from tests.integration.events import order_independent_mix
 from tests.integration.faults import CuttableProxy
 from tests.integration.harness import Pipeline
@@ -287,23 +292,53 @@ def test_redis_restarted_empty_is_rebuilt_from_the_topic(
 def test_the_rating_sink_aggregates_command(pipeline: Pipeline, tmp_path: Path,
                                             dataset: list[dict[str, Any]]) -> None:
     """`rating sink aggregates` as it runs in production: its own process, a Redis of its
-    own (default prefix), stopped with SIGTERM."""
+    own (default prefix), its /metrics, /healthz and /readyz through a Redis outage,
+    stopped with SIGTERM."""
     server = PrivateRedis(tmp_path)
     server.start()
     client = redis.Redis.from_url(server.url, decode_responses=True)
-    produce_rated(pipeline, dataset)
+    first, during_outage = dataset[:-5], dataset[-5:]
+    produce_rated(pipeline, first)
     log_path = tmp_path / "sink.log"
+    port = free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "sink", "aggregates"], cwd=REPO_ROOT,
+            [sys.executable, "-m", "stream.cli", "sink", "aggregates", "--metrics-port",
+             str(port)], cwd=REPO_ROOT,
             env={**pipeline.env(), "REDIS_URL": server.url}, stdout=log,
             stderr=subprocess.STDOUT)
-        try:
+
+        def until(condition: Callable[[], bool], what: str) -> None:
             deadline = time.monotonic() + 90
-            while stored_totals(client, "rating") != expected_totals(dataset):
+            while not condition():
                 assert process.poll() is None, log_path.read_text()
-                assert time.monotonic() < deadline, log_path.read_text()
+                assert time.monotonic() < deadline, f"{what}:\n{log_path.read_text()}"
                 time.sleep(0.3)
+
+        def scraped(name: str) -> float | None:
+            return sample(http_get(port, "/metrics")[1], name)
+
+        try:
+            until(lambda: stored_totals(client, "rating") == expected_totals(first),
+                  "the totals")
+            written = 'rating_sink_records_total{result="written",sink="aggregates"}'
+            until(lambda: scraped(written) == len(first), "the written count")
+            assert scraped('rating_sink_up{sink="aggregates"}') == 1.0
+            status, ready = http_get(port, "/readyz")
+            assert status == 200, ready
+            assert json.loads(ready)["partitions"] == pipeline.settings.topics.rated.partitions
+            assert http_get(port, "/healthz")[0] == 200
+
+            server.kill()  # the store goes away: not ready, but alive (restarting won't help)
+            produce_rated(pipeline, during_outage)  # something to write
+            until(lambda: http_get(port, "/readyz")[0] == 503, "/readyz 503 in the outage")
+            assert json.loads(http_get(port, "/readyz")[1])["missing"] == ["store"]
+            assert scraped('rating_sink_up{sink="aggregates"}') == 0.0
+            assert http_get(port, "/healthz")[0] == 200
+            server.start()  # empty: rebuilt from the topic
+            until(lambda: http_get(port, "/readyz")[0] == 200, "/readyz 200 again")
+            until(lambda: stored_totals(client, "rating") == expected_totals(dataset),
+                  "the rebuild")
             process.send_signal(signal.SIGTERM)
             assert process.wait(30) == 0, log_path.read_text()
         finally:
@@ -311,3 +346,19 @@ def test_the_rating_sink_aggregates_command(pipeline: Pipeline, tmp_path: Path,
                 process.kill()
             client.close()
             server.kill()
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{port}{path}", timeout=5) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def sample(exposition: str, series: str) -> float | None:
+    """The value of one series (``name{labels}`` as exposed) in a /metrics page."""
+    for line in exposition.splitlines():
+        if line.startswith(f"{series} "):
+            return float(line.split()[1])
+    return None

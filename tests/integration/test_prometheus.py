@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import yaml
 
-from stream import stack
+from stream import demo_prometheus, stack
 from stream.stack.ports import LOOPBACK, free_port
+from stream.stack.prometheus import ALERT_RULES
 from tests.integration.events import order_independent_mix
 from tests.integration.harness import Pipeline, ProcessorProcess
 
@@ -187,3 +189,49 @@ def test_readyz_waits_for_the_catalog_then_the_assignment(pipeline: Pipeline) ->
     assert health_now is not None
     assert health_now[0] == 200
     assert health_now[1]["loop"] == "running", health_now
+
+
+def test_make_run_registers_its_processes_and_the_alert_rules_are_loaded(
+        pipeline: Pipeline, prometheus_url: str, tmp_path: Path) -> None:
+    """What `make run` does (stream/demo_prometheus.py): a processor and a sink registered
+    with the stack's Prometheus under their `process` label; the summary it prints comes
+    from Prometheus' answers; the rules of deploy/prometheus/alerts.yml are evaluated."""
+    path = stack.targets_file(stack.state_dir())
+    before = path.read_text() if path.exists() else None
+    pipeline.load_catalog()
+    processor_port = free_port()
+    sink_port = free_port(avoid=[processor_port])
+    processor = pipeline.start_processor("0", "--metrics-port", str(processor_port))
+    sink = pipeline.start_sink("billing-history", "--url", f"sqlite:///{tmp_path / 'h.db'}",
+                               "--metrics-port", str(sink_port))
+    endpoints = [demo_prometheus.MetricsEndpoint("processor", processor_port),
+                 demo_prometheus.MetricsEndpoint("billing-history", sink_port)]
+    try:
+        demo_prometheus.register(path, endpoints)
+        pipeline.publish(order_independent_mix(60, seed=12))
+        pipeline.wait_caught_up()
+        rated = len(pipeline.rated())
+        assert rated > 0
+        view, complete = demo_prometheus.wait_for_scrape(
+            prometheus_url, endpoints,
+            lambda v: v.rated == rated and v.sink_written.get("billing-history") == rated,
+            timeout_s=SCRAPE_TIMEOUT_S)
+        processor.check_alive()
+        sink.check_alive()
+        assert complete, view
+        assert view.up == {"processor": 1.0, "billing-history": 1.0}
+        assert view.sink_up == {"billing-history": 1.0}
+        assert view.lines(prometheus_url)[1] == f"  rating_events_rated_total: {rated}"
+
+        status, body = _http(f"{prometheus_url}/api/v1/rules")
+        assert status == 200, body
+        loaded = {rule["name"] for group in json.loads(body)["data"]["groups"]
+                  for rule in group["rules"]}
+        defined = {rule["alert"] for group in yaml.safe_load(ALERT_RULES.read_text())["groups"]
+                   for rule in group["rules"]}
+        assert loaded == defined
+    finally:
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            _restore(path, before)

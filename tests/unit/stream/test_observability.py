@@ -93,6 +93,19 @@ def test_a_router_only_process_has_no_state_to_restore() -> None:
     assert readiness.missing() == []
 
 
+def test_a_sink_needs_its_partitions_and_a_reachable_store() -> None:
+    readiness = Readiness(needs_state=False, needs_catalog=False)
+    assert readiness.missing() == ["assignment"]
+    readiness.assigned(PARTITIONS)
+    assert readiness.missing() == []
+    readiness.dependency_down("store")
+    assert readiness.readiness() == (False, {"ready": False, "missing": ["store"],
+                                             "partitions": 2, "catalog_version": None})
+    readiness.dependency_down("store")  # once per outage, whatever the retries
+    readiness.dependency_up("store")
+    assert readiness.readiness()[0]
+
+
 def test_healthz_fails_when_the_loop_stops_turning(
         server: OpsServer, readiness: Readiness, clock: FakeClock) -> None:
     assert _json(server, "/healthz")[0] == 200  # starting
