@@ -283,6 +283,16 @@ def test_prometheus_scrapes_every_processor_and_sink(
     assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
 
 
+def test_every_scraped_service_is_health_checked_on_its_healthz(
+        app_services: dict[str, Service]) -> None:
+    exposing = {name: service for name, service in app_services.items()
+                if str(METRICS_PORT) in [str(port) for port in service.get("expose", [])]}
+    assert len(exposing) >= 5, sorted(exposing)  # two processors, three sinks
+    for name, service in exposing.items():
+        probe = " ".join(service.get("healthcheck", {}).get("test", []))
+        assert f"127.0.0.1:{METRICS_PORT}/healthz" in probe, f"{name}: {probe!r}"
+
+
 def _final_stage(dockerfile: str) -> list[str]:
     lines = [line.strip() for line in dockerfile.splitlines()]
     starts = [index for index, line in enumerate(lines) if line.upper().startswith("FROM ")]
