@@ -21,6 +21,7 @@ from api.auth import TokenRegistry
 from api.deps import ApiServices, CatalogProvider, reject_unknown_query
 from api.errors import install_error_handlers
 from api.history import history_router
+from api.metrics import install_metrics
 from api.models import Health
 from sinks.aggregate_layout import DEFAULT_PREFIX
 from sinks.history.model import BillingHistoryStore
@@ -52,6 +53,7 @@ def create_app(*, history: BillingHistoryStore, redis_client: redis.Redis,
                                      page_limit=page_limit, max_page_limit=max_page_limit,
                                      clock=clock)
     install_error_handlers(app)
+    install_metrics(app)
 
     @app.get("/healthz", response_model=Health, tags=["health"],
              summary="Liveness: the process answers (no token needed)")

@@ -34,6 +34,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 ENSURE_SCRIPT = "deploy/ensure-compose-check.sh"
 
 METRICS_PORT = 9400
+API_PORT = 8080  # the REST API serves its own /metrics (api/metrics.py)
 CONFIG_MOUNT = "/app/config"
 # Stack component (stream.stack.ENV_KEYS) -> the compose service that provides it.
 COMPONENT_SERVICES = {
@@ -276,7 +277,7 @@ def test_prometheus_scrapes_every_processor_and_sink(
              or "rating sink " in " ".join(_command(service))}
     assert sinks, "no sink services found"
     scraped = {**processors, **sinks}
-    assert targets == {f"{name}:{METRICS_PORT}" for name in scraped}
+    assert targets == {f"{name}:{METRICS_PORT}" for name in scraped} | {f"api:{API_PORT}"}
     for name, service in scraped.items():
         assert str(METRICS_PORT) in [str(port) for port in service.get("expose", [])], name
     mounts = [str(volume) for volume in services["prometheus"].get("volumes", [])]

@@ -150,3 +150,33 @@ def test_a_quota_hash_becomes_a_quota_item() -> None:
     assert fired.thresholds_fired == [80]
     assert fired.last_alert is not None
     assert fired.last_alert.event_id == "ev"
+
+
+def _count(exposition: str, series: str) -> float:
+    values = [float(line.split()[-1]) for line in exposition.splitlines()
+              if line.startswith(series + " ")]
+    return values[0] if values else 0.0
+
+
+def test_requests_are_counted_by_route_template_method_and_status(api: TestClient) -> None:
+    ok = 'rating_api_requests_total{method="GET",route="/v1/history",status="200"}'
+    denied = 'rating_api_requests_total{method="GET",route="/v1/history",status="401"}'
+    unavailable = ('rating_api_requests_total{method="GET",route="/v1/aggregates/{period}",'
+                   'status="503"}')
+    unmatched = 'rating_api_requests_total{method="GET",route="unmatched",status="404"}'
+    before = api.get("/metrics").text
+    api.get("/v1/history", headers=FINANCE)
+    api.get("/v1/history")
+    api.get("/v1/history")
+    api.get("/v1/aggregates/2026-11", headers=FINANCE)  # Redis is unreachable here
+    api.get("/v1/aggregates/2026-12", headers=FINANCE)
+    api.get("/no/such/path")
+    response = api.get("/metrics")  # no token, like /healthz
+    assert response.status_code == 200
+    after = response.text
+    for series, added in ((ok, 1), (denied, 2), (unavailable, 2), (unmatched, 1)):
+        assert _count(after, series) - _count(before, series) == added, series
+    timed = 'rating_api_request_seconds_count{route="/v1/aggregates/{period}"}'
+    assert _count(after, timed) - _count(before, timed) == 2
+    assert 'route="/metrics"' not in after  # the scrapes themselves are not counted
+    assert "/metrics" not in api.get("/openapi.json").json()["paths"]
