@@ -19,6 +19,7 @@ import pytest
 import yaml
 from prometheus_client.metrics import MetricWrapperBase
 
+from api import metrics as api_metrics
 from sinks import runner as sink_metrics
 from stream import metrics
 from stream.stack.downloads import cache_dir, debian_binary
@@ -52,9 +53,10 @@ def _promtool(binary: str, *args: str) -> None:
 
 
 def defined_series() -> set[str]:
-    """Every series name stream/metrics.py and the sink runner expose."""
+    """Every series name stream/metrics.py, the sink runner and the REST API expose."""
     names: set[str] = set()
-    for value in [*vars(metrics).values(), *vars(sink_metrics).values()]:
+    for value in [*vars(metrics).values(), *vars(sink_metrics).values(),
+                  *vars(api_metrics).values()]:
         if isinstance(value, MetricWrapperBase):
             for described in value.describe():
                 names.update(described.name + suffix for suffix in SUFFIXES[described.type])
