@@ -107,14 +107,34 @@ def _number(value: Decimal) -> str:
 
 
 class DedupWindow:
+    """The ids seen within ``window`` of event time behind the newest event.
+
+    Memory is what bounds the window (README, Known limits), so each id costs one dict
+    entry and one int: the event time in microseconds since the epoch and the 256-bit
+    fingerprint packed together (about 200 bytes per id with the id itself, half of a
+    record object holding a hex string and a datetime). Fingerprints are SHA-256 hex
+    (``payload_fingerprint``); anything else is a ValueError.
+
+    Expiry is exact as far as any caller can tell: an entry older than the horizon is
+    never a duplicate (``check`` says NEW), also after a restore. Memory is freed a
+    minute of event time at a time: ids are listed per minute of their event time, and
+    a minute is dropped (its ids returned by ``record``, for tombstones) once the
+    horizon has passed its end.
+    """
+
     def __init__(self, window: timedelta = DEFAULT_WINDOW) -> None:
         self.window = window
-        self._seen: dict[str, SeenEvent] = {}
-        # (event time, id) of every entry, oldest first, for cheap expiry.
-        # Entries replaced or removed since are skipped when popped.
-        self._by_time: list[tuple[datetime, str]] = []
-        self._newest: datetime | None = None
-        self._horizon: datetime | None = None  # _newest - window, kept with _newest
+        self._window_us = _micros(window)
+        self._seen: dict[str, int] = {}  # id -> event time (µs) << 256 | fingerprint
+        self._minutes: dict[int, list[str]] = {}  # minute of event time -> ids put in it
+        self._minute_heap: list[int] = []  # the keys of _minutes, oldest first
+        self._newest_us: int | None = None
+        self._horizon_us: int | None = None  # _newest_us - window, kept with _newest_us
+        self._horizon: datetime | None = None
+        # The entries recorded since forget_recent(), as given: the changelog writes each
+        # of them at the end of the batch, and unpacking costs more than keeping them.
+        self._recent: dict[str, tuple[str, datetime]] = {}  # tuples: 10x cheaper to build
+        # than a frozen SeenEvent
 
     @property
     def horizon(self) -> datetime | None:
@@ -122,42 +142,105 @@ class DedupWindow:
         return self._horizon
 
     def check(self, event_id: str, fingerprint: str) -> Verdict:
-        seen = self._seen.get(event_id)
-        if seen is None:
+        packed = self._seen.get(event_id)
+        if packed is None:
             return Verdict.NEW
-        return Verdict.DUPLICATE if seen.fingerprint == fingerprint else Verdict.CONFLICT
+        horizon_us = self._horizon_us
+        if horizon_us is not None and packed >> _FINGERPRINT_BITS < horizon_us:
+            return Verdict.NEW  # out of the window, just not dropped yet
+        if packed & _FINGERPRINT_MASK == _fingerprint_int(fingerprint):
+            return Verdict.DUPLICATE
+        return Verdict.CONFLICT
 
     def record(self, event_id: str, fingerprint: str, event_time: datetime) -> list[str]:
         """Remember an event; returns the ids that fell out of the window as a result."""
-        self.put(event_id, SeenEvent(fingerprint, event_time))
+        self._put(event_id, event_time, _fingerprint_int(fingerprint))
+        self._recent[event_id] = (fingerprint, event_time)
         return self._expire()
 
+    def knows(self, event_id: str) -> bool:
+        """True when ``event_id`` is held (``check`` then tells what it is)."""
+        return event_id in self._seen
+
+    def forget_recent(self) -> None:
+        """The batch's entries are written: ``get`` may unpack them from now on."""
+        self._recent.clear()
+
     def get(self, event_id: str) -> SeenEvent | None:
-        return self._seen.get(event_id)
+        packed = self._seen.get(event_id)
+        if packed is None:
+            return None
+        recent = self._recent.get(event_id)
+        if recent is not None:
+            return SeenEvent(recent[0], recent[1])
+        return SeenEvent(format(packed & _FINGERPRINT_MASK, "064x"),
+                         _EPOCH + timedelta(microseconds=packed >> _FINGERPRINT_BITS))
 
     def ids(self) -> list[str]:
         return list(self._seen)
 
     def put(self, event_id: str, seen: SeenEvent) -> None:
-        """Store an entry as is (also how state is restored); does not expire others."""
-        self._seen[event_id] = seen
-        heapq.heappush(self._by_time, (seen.event_time, event_id))
-        if self._newest is None or seen.event_time > self._newest:
-            self._newest = seen.event_time
-            self._horizon = seen.event_time - self.window
+        """Store an entry as is (also how state is restored); does not expire others.
+        The fingerprint is checked strictly here: it comes from outside (a changelog)."""
+        if not _HEX_DIGITS.issuperset(seen.fingerprint):
+            raise ValueError(f"not a SHA-256 hex digest: {seen.fingerprint!r}")
+        self._recent.pop(event_id, None)
+        self._put(event_id, seen.event_time, _fingerprint_int(seen.fingerprint))
 
     def remove(self, event_id: str) -> None:
         self._seen.pop(event_id, None)
+        self._recent.pop(event_id, None)
+
+    def _put(self, event_id: str, event_time: datetime, fingerprint: int) -> None:
+        event_us = _micros_since_epoch(event_time)
+        self._seen[event_id] = event_us << _FINGERPRINT_BITS | fingerprint
+        minute = event_us // _MINUTE_US
+        ids = self._minutes.get(minute)
+        if ids is None:
+            ids = self._minutes[minute] = []
+            heapq.heappush(self._minute_heap, minute)
+        ids.append(event_id)
+        if self._newest_us is None or event_us > self._newest_us:
+            self._newest_us = event_us
+            self._horizon_us = event_us - self._window_us
+            self._horizon = event_time - self.window
 
     def _expire(self) -> list[str]:
-        horizon = self._horizon
+        horizon_us = self._horizon_us
         expired: list[str] = []
-        if horizon is None or not self._by_time or self._by_time[0][0] >= horizon:
-            return expired  # the usual case: nothing has left the window
-        while self._by_time and self._by_time[0][0] < horizon:
-            event_time, event_id = heapq.heappop(self._by_time)
-            seen = self._seen.get(event_id)
-            if seen is not None and seen.event_time == event_time:
-                del self._seen[event_id]
-                expired.append(event_id)
+        heap = self._minute_heap
+        if horizon_us is None or not heap or (heap[0] + 1) * _MINUTE_US > horizon_us:
+            return expired  # the usual case: no whole minute has left the window
+        while heap and (heap[0] + 1) * _MINUTE_US <= horizon_us:
+            for event_id in self._minutes.pop(heapq.heappop(heap)):
+                packed = self._seen.get(event_id)
+                # Skip ids removed since, or put again with a newer time.
+                if packed is not None and packed >> _FINGERPRINT_BITS < horizon_us:
+                    del self._seen[event_id]
+                    self._recent.pop(event_id, None)
+                    expired.append(event_id)
         return expired
+
+
+_FINGERPRINT_BITS = 256
+_FINGERPRINT_MASK = (1 << _FINGERPRINT_BITS) - 1
+_MINUTE_US = 60_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def _micros(span: timedelta) -> int:
+    return (span.days * 86_400 + span.seconds) * 1_000_000 + span.microseconds
+
+
+def _micros_since_epoch(moment: datetime) -> int:
+    """Exact (no float): microseconds from the epoch to an aware datetime."""
+    return _micros(moment - _EPOCH)
+
+
+def _fingerprint_int(fingerprint: str) -> int:
+    """A SHA-256 hex digest (64 hex digits) as an int; ValueError for most anything else
+    (``put`` also refuses the rest: signs, spaces, underscores, a 0x prefix)."""
+    if len(fingerprint) != 64:
+        raise ValueError(f"not a SHA-256 hex digest: {fingerprint!r}")
+    return int(fingerprint, 16)

@@ -70,7 +70,7 @@ def process_event(event: UsageEvent, origin: Origin, catalog: Catalog,
     # The fingerprint is needed to compare with an id seen before, and to remember the
     # event; an event seen for the first time and blocked by quota needs neither.
     fingerprint = None
-    if state.rating.dedup.get(event.event_id) is not None:
+    if state.rating.dedup.knows(event.event_id):
         fingerprint = payload_fingerprint(event)
         verdict = state.rating.dedup.check(event.event_id, fingerprint)
         if verdict is Verdict.DUPLICATE:

@@ -164,6 +164,7 @@ class RatingState:
 
     def clear_dirty(self) -> None:
         self._dirty.clear()
+        self.dedup.forget_recent()
 
     def dump(self, key: str) -> bytes | None:
         """The value to write for ``key``; None when it no longer exists (a tombstone).

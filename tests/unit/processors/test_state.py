@@ -137,7 +137,8 @@ def test_load_none_deletes() -> None:
     assert state.credit_used(CreditKey("acct-acme", "2026-11")) == D("12.50")
     state.load("cred|acct-acme|2026-11", None)
     assert state.all_keys() == set()
-    state.load("seen|a|b", b'{"fingerprint":"f","event_time":"2026-11-01T00:00:00+00:00"}')
+    state.load("seen|a|b", b'{"fingerprint":"' + b"ab" * 32
+               + b'","event_time":"2026-11-01T00:00:00+00:00"}')
     assert state.all_keys() == {"seen|a|b"}  # ids may contain the separator
     state.load("seen|a|b", None)
     assert state.all_keys() == set()
@@ -153,6 +154,7 @@ def test_load_none_deletes() -> None:
         ("cred|a|2026-11", b"[1]"),
         ("cred|a|2026-11", b'{"used":"lots"}'),
         ("seen|e", b'{"fingerprint":"f"}'),
+        ("seen|e", b'{"fingerprint":"f","event_time":"2026-11-01T00:00:00+00:00"}'),
     ],
 )
 def test_unreadable_entries_raise_state_error(key: str, value: bytes) -> None:
