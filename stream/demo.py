@@ -47,7 +47,7 @@ def run_demo(settings: Settings, *, events: int, seed: int, keep_running: bool,
              out: TextIO, settings_file: Path = DEFAULT_SETTINGS_FILE) -> int:
     was_running = local_stack.is_running()
     local_stack.up(components={"kafka", "registry", "redis"})
-    prometheus_url = start_prometheus()
+    prometheus_url = prometheus.start(say)
     children: list[Child] = []
     endpoints: list[MetricsEndpoint] = []
     periods: list[str] = []
@@ -76,7 +76,7 @@ def run_demo(settings: Settings, *, events: int, seed: int, keep_running: bool,
         report_from_sinks(settings, connections, history_url, children, since["rated"],
                           periods, out)
         if prometheus_url:
-            print_scraped(out, prometheus_url, endpoints, len(outcomes["rated"]))
+            prometheus.print_scraped(out, prometheus_url, endpoints, len(outcomes["rated"]), say)
         if not billing.bill_demo_licences(settings, connections, catalog, history_url,
                                           billing.shown(local_stack.state_dir() / "invoices"),
                                           out):
@@ -154,16 +154,6 @@ def say(message: str) -> None:
     print(f"==> {message}", file=sys.stderr, flush=True)
 
 
-def start_prometheus() -> str | None:
-    """The stack's Prometheus (Debian's package), or None with a note when it cannot be
-    had: it only observes, so the demo goes on without it."""
-    try:
-        return local_stack.up(components={"prometheus"}, quiet=True).prometheus_url
-    except local_stack.StackError as exc:
-        say(f"no Prometheus ({exc}); the demo goes on without it")
-        return None
-
-
 def metrics_endpoints() -> list[MetricsEndpoint]:
     """A free port for each demo process's /metrics, in start_children's order."""
     ports: list[int] = []
@@ -186,24 +176,6 @@ def start_children(settings_file: Path, history_url: str,
         Child.start("aggregates sink", "aggregates-sink-demo.log", settings_file,
                     ["sink", "aggregates", "--metrics-port", ports["aggregates"]]),
     ]
-
-
-def print_scraped(out: TextIO, prometheus_url: str, endpoints: list[MetricsEndpoint],
-                  rated: int) -> None:
-    """What Prometheus scraped from the demo's processes, once it has the final counts."""
-    sinks = [e.process for e in endpoints if e.process != "processor"]
-    try:
-        view, complete = prometheus.wait_for_scrape(
-            prometheus_url, endpoints,
-            lambda v: v.rated >= rated and all(v.sink_written.get(s, 0) >= rated
-                                               for s in sinks))
-    except prometheus.PrometheusQueryError as exc:
-        say(f"Prometheus did not answer: {exc}")
-        return
-    out.write("\n" + "\n".join(view.lines(prometheus_url)) + "\n")
-    if not complete:
-        out.write("  (not every count scraped yet: Prometheus scrapes every 5 s)\n")
-    out.flush()
 
 
 def print_how_to_reach(settings: Settings, children: list[Child], periods: list[str],

@@ -18,7 +18,9 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
+from stream import stack as local_stack
 from stream.stack.ports import LOOPBACK
 from stream.stack.prometheus import write_target_groups
 
@@ -113,3 +115,32 @@ def wait_for_scrape(prometheus_url: str, endpoints: Sequence[MetricsEndpoint],
         if done or time.monotonic() >= deadline:
             return view, done
         time.sleep(1.0)
+
+
+def start(say: Callable[[str], None]) -> str | None:
+    """The stack's Prometheus (Debian's package), or None with a note when it cannot be
+    had: it only observes, so the demo goes on without it."""
+    try:
+        return local_stack.up(components={"prometheus"}, quiet=True).prometheus_url
+    except local_stack.StackError as exc:
+        say(f"no Prometheus ({exc}); the demo goes on without it")
+        return None
+
+
+def print_scraped(out: TextIO, prometheus_url: str, endpoints: Sequence[MetricsEndpoint],
+                  rated: int, say: Callable[[str], None]) -> None:
+    """What Prometheus scraped from the demo's processes, once it has the final counts:
+    ``rated`` events rated by the processor and written by every sink."""
+    sinks = [e.process for e in endpoints if e.process != "processor"]
+    try:
+        view, complete = wait_for_scrape(
+            prometheus_url, endpoints,
+            lambda v: v.rated >= rated and all(v.sink_written.get(s, 0) >= rated
+                                               for s in sinks))
+    except PrometheusQueryError as exc:
+        say(f"Prometheus did not answer: {exc}")
+        return
+    out.write("\n" + "\n".join(view.lines(prometheus_url)) + "\n")
+    if not complete:
+        out.write("  (not every count scraped yet: Prometheus scrapes every 5 s)\n")
+    out.flush()

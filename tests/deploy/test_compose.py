@@ -284,7 +284,7 @@ def test_prometheus_scrapes_every_processor_and_sink(
     assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in mounts
 
 
-def test_every_scraped_service_is_health_checked_on_its_healthz(
+def test_every_scraped_service_and_the_api_are_health_checked_on_their_healthz(
         app_services: dict[str, Service]) -> None:
     exposing = {name: service for name, service in app_services.items()
                 if str(METRICS_PORT) in [str(port) for port in service.get("expose", [])]}
@@ -292,6 +292,8 @@ def test_every_scraped_service_is_health_checked_on_its_healthz(
     for name, service in exposing.items():
         probe = " ".join(service.get("healthcheck", {}).get("test", []))
         assert f"127.0.0.1:{METRICS_PORT}/healthz" in probe, f"{name}: {probe!r}"
+    api_probe = " ".join(app_services["api"].get("healthcheck", {}).get("test", []))
+    assert f"127.0.0.1:{API_PORT}/healthz" in api_probe, api_probe
 
 
 def _final_stage(dockerfile: str) -> list[str]:
