@@ -13,8 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -32,6 +30,7 @@ from sinks.aggregates import SINK_NAME, AggregatesStore, decode_rated, run_aggre
 from stream.clients import transactional_producer
 from stream.settings import REPO_ROOT, Connections
 from stream.stack.ports import LOOPBACK, free_port
+from tests.exposition import http_get, sample
 from tests.integration.events import order_independent_mix
 from tests.integration.faults import CuttableProxy
 from tests.integration.harness import Pipeline
@@ -315,8 +314,11 @@ def test_the_rating_sink_aggregates_command(pipeline: Pipeline, tmp_path: Path,
                 assert time.monotonic() < deadline, f"{what}:\n{log_path.read_text()}"
                 time.sleep(0.3)
 
-        def scraped(name: str) -> float | None:
-            return sample(http_get(port, "/metrics")[1], name)
+        def get(path: str) -> tuple[int, str]:
+            return http_get(f"http://{LOOPBACK}:{port}{path}")
+
+        def scraped(series: str) -> float | None:
+            return sample(get("/metrics")[1], series)
 
         try:
             until(lambda: stored_totals(client, "rating") == expected_totals(first),
@@ -324,19 +326,19 @@ def test_the_rating_sink_aggregates_command(pipeline: Pipeline, tmp_path: Path,
             written = 'rating_sink_records_total{result="written",sink="aggregates"}'
             until(lambda: scraped(written) == len(first), "the written count")
             assert scraped('rating_sink_up{sink="aggregates"}') == 1.0
-            status, ready = http_get(port, "/readyz")
+            status, ready = get("/readyz")
             assert status == 200, ready
             assert json.loads(ready)["partitions"] == pipeline.settings.topics.rated.partitions
-            assert http_get(port, "/healthz")[0] == 200
+            assert get("/healthz")[0] == 200
 
             server.kill()  # the store goes away: not ready, but alive (restarting won't help)
             produce_rated(pipeline, during_outage)  # something to write
-            until(lambda: http_get(port, "/readyz")[0] == 503, "/readyz 503 in the outage")
-            assert json.loads(http_get(port, "/readyz")[1])["missing"] == ["store"]
+            until(lambda: get("/readyz")[0] == 503, "/readyz 503 in the outage")
+            assert json.loads(get("/readyz")[1])["missing"] == ["store"]
             assert scraped('rating_sink_up{sink="aggregates"}') == 0.0
-            assert http_get(port, "/healthz")[0] == 200
+            assert get("/healthz")[0] == 200
             server.start()  # empty: rebuilt from the topic
-            until(lambda: http_get(port, "/readyz")[0] == 200, "/readyz 200 again")
+            until(lambda: get("/readyz")[0] == 200, "/readyz 200 again")
             until(lambda: stored_totals(client, "rating") == expected_totals(dataset),
                   "the rebuild")
             process.send_signal(signal.SIGTERM)
@@ -347,18 +349,3 @@ def test_the_rating_sink_aggregates_command(pipeline: Pipeline, tmp_path: Path,
             client.close()
             server.kill()
 
-
-def http_get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://{LOOPBACK}:{port}{path}", timeout=5) as response:
-            return int(response.status), response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
-def sample(exposition: str, series: str) -> float | None:
-    """The value of one series (``name{labels}`` as exposed) in a /metrics page."""
-    for line in exposition.splitlines():
-        if line.startswith(f"{series} "):
-            return float(line.split()[1])
-    return None

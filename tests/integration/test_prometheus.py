@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,6 +20,7 @@ import yaml
 from stream import demo_prometheus, stack
 from stream.stack.ports import LOOPBACK, free_port
 from stream.stack.prometheus import ALERT_RULES
+from tests.exposition import http_get, sample
 from tests.integration.events import order_independent_mix
 from tests.integration.harness import Pipeline, ProcessorProcess
 
@@ -71,14 +69,6 @@ def _restore(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def _http(url: str, timeout: float = 5.0) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return int(response.status), response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def _eventually(what: str, probe: Callable[[], T | None], timeout_s: float,
                 processes: list[ProcessorProcess], poll_s: float = 0.5) -> T:
     deadline = time.monotonic() + timeout_s
@@ -96,7 +86,7 @@ def _eventually(what: str, probe: Callable[[], T | None], timeout_s: float,
 def _endpoint(port: int, path: str) -> Callable[[], tuple[int, dict[str, Any]] | None]:
     def probe() -> tuple[int, dict[str, Any]] | None:
         try:
-            status, body = _http(f"http://{LOOPBACK}:{port}{path}", timeout=2)
+            status, body = http_get(f"http://{LOOPBACK}:{port}{path}", timeout=2)
         except OSError:
             return None  # not listening yet
         return status, json.loads(body)
@@ -115,20 +105,9 @@ def _ready(port: int) -> Callable[[], tuple[int, dict[str, Any]] | None]:
 
 
 def _query(prometheus: str, promql: str) -> float | None:
-    url = f"{prometheus}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
-    status, body = _http(url)
-    assert status == 200, body
-    answer = json.loads(body)
-    assert answer["status"] == "success", answer
-    result = answer["data"]["result"]
-    return float(result[0]["value"][1]) if result else None
-
-
-def _sample(exposition: str, name: str) -> float | None:
-    for line in exposition.splitlines():
-        if line.startswith(f"{name} "):
-            return float(line.split()[1])
-    return None
+    """The first series' value (None: no series); a failed query raises."""
+    result = demo_prometheus.query(prometheus, promql)
+    return result[0][1] if result else None
 
 
 def test_prometheus_scrapes_what_the_processor_rated(
@@ -146,9 +125,9 @@ def test_prometheus_scrapes_what_the_processor_rated(
     assert 0 < rated < len(events)  # duplicates and Starts are not rated
 
     # The processor's own view first, then what Prometheus scraped from it.
-    status, exposition = _http(f"http://{target}/metrics")
+    status, exposition = http_get(f"http://{target}/metrics")
     assert status == 200
-    assert _sample(exposition, "rating_end_to_end_seconds_count") == rated
+    assert sample(exposition, "rating_end_to_end_seconds_count") == rated
     promql = f'sum(rating_events_rated_total{{instance="{target}"}})'
     scraped = _eventually(
         f"Prometheus at {prometheus_url} scraping {rated} rated events from {target}",
@@ -223,7 +202,7 @@ def test_make_run_registers_its_processes_and_the_alert_rules_are_loaded(
         assert view.sink_up == {"billing-history": 1.0}
         assert view.lines(prometheus_url)[1] == f"  rating_events_rated_total: {rated}"
 
-        status, body = _http(f"{prometheus_url}/api/v1/rules")
+        status, body = http_get(f"{prometheus_url}/api/v1/rules")
         assert status == 200, body
         loaded = {rule["name"] for group in json.loads(body)["data"]["groups"]
                   for rule in group["rules"]}

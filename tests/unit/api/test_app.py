@@ -26,6 +26,7 @@ from processors.catalog import Catalog
 from processors.errors import EventRejected
 from sinks.history import open_history_store
 from stream.catalog_feed import CatalogUnavailable
+from tests.exposition import sample
 from tests.unit.api.dataset import example_catalog
 
 TOKENS = TokenRegistry.from_entries([
@@ -153,9 +154,7 @@ def test_a_quota_hash_becomes_a_quota_item() -> None:
 
 
 def _count(exposition: str, series: str) -> float:
-    values = [float(line.split()[-1]) for line in exposition.splitlines()
-              if line.startswith(series + " ")]
-    return values[0] if values else 0.0
+    return sample(exposition, series) or 0.0  # absent: not counted yet
 
 
 def test_requests_are_counted_by_route_template_method_and_status(api: TestClient) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,17 +12,13 @@ from confluent_kafka import TopicPartition
 
 from stream import metrics
 from stream.observability import MetricsPortError, OpsServer, Readiness, start_server, stop_server
+from tests.exposition import http_get
 
 PARTITIONS = [TopicPartition("usage.events", 0), TopicPartition("usage.by-account", 0)]
 
 
 def _get(server: OpsServer, path: str) -> tuple[int, str]:
-    url = f"http://127.0.0.1:{server.port}{path}"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return int(response.status), response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+    return http_get(f"http://127.0.0.1:{server.port}{path}")
 
 
 def _json(server: OpsServer, path: str) -> tuple[int, dict[str, Any]]:
