@@ -42,7 +42,7 @@ from processors.pipeline import PartitionState
 from stream.catalog_feed import CatalogFeed
 from stream.clients import reading_consumer, registry_client
 from stream.contracts import build_codecs
-from stream.loop import Output
+from stream.messages import Output
 from stream.settings import connections_from_env, load_settings
 from stream.stages import RaterStage, RouterStage
 

@@ -19,8 +19,8 @@ from bench.results import Result
 from bench.workload import Expected
 from stream.clients import processing_consumer, transactional_producer
 from stream.contracts import Codecs
-from stream.loop import ExactlyOnceLoop, Output, Stage, StatelessStage
-from stream.messages import origin_of
+from stream.loop import ExactlyOnceLoop, Stage, StatelessStage
+from stream.messages import Output, origin_of
 from stream.processor import RunOptions, run_processor
 
 

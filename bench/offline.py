@@ -61,7 +61,8 @@ from processors.events import Origin, UsageEvent
 from processors.pipeline import PartitionState, process_event
 from stream.codec import event_from_avro, rated_to_bytes, read_event
 from stream.contracts import Codecs
-from stream.loop import GC_THRESHOLD, Output, Stage
+from stream.loop import GC_THRESHOLD, Stage
+from stream.messages import Output
 from stream.serde import SCHEMA_FILES, AvroDecoder, AvroEncoder
 from stream.settings import Settings, load_settings
 from stream.stages import RaterStage, RouterStage

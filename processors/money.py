@@ -25,7 +25,12 @@ class Currency:
     @property
     def quantum(self) -> Decimal:
         """The smallest amount: ``0.01`` for USD, ``1`` for JPY."""
-        return Decimal(1).scaleb(-self.minor_units)
+        quantum = _QUANTA.get(self.minor_units)
+        return Decimal(1).scaleb(-self.minor_units) if quantum is None else quantum
+
+
+# Built once: round_money runs three times per rated event.
+_QUANTA = {units: Decimal(1).scaleb(-units) for units in range(5)}
 
 
 _TWO_DECIMALS = [
@@ -66,7 +71,7 @@ def subtract(a: Decimal, b: Decimal) -> Decimal:
 
 def round_money(amount: Decimal, cur: Currency) -> Decimal:
     """Round half-even to the currency's minor unit (the per-line rule)."""
-    return amount.quantize(cur.quantum, rounding=ROUND_HALF_EVEN, context=_EXACT)
+    return _EXACT.quantize(amount, cur.quantum)  # the context rounds half-even
 
 
 def fits_minor_unit(amount: Decimal, cur: Currency) -> bool:

@@ -8,7 +8,7 @@ through every step (a rejection anywhere leaves the state as it was).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from processors.catalog import Catalog
@@ -54,14 +54,22 @@ class PartitionState:
         return self.quota if key.startswith(QUOTA_PREFIXES) else self.rating
 
 
-@dataclass(slots=True)  # not frozen: one per event, see processors/events.py
+@dataclass(slots=True, init=False)  # one per event: see processors/events.py
 class EventOutcome:
     """What became of one event (a rejection for the DLQ is raised, not returned)."""
 
-    rated: RatedUsage | None = None
-    skipped: str | None = None  # "not_billable" | "duplicate"
-    quota_rejection: EventRejected | None = None  # -> usage.rejected, never billed
-    alerts: tuple[QuotaAlert, ...] = field(default=())
+    rated: RatedUsage | None
+    skipped: str | None  # "not_billable" | "duplicate"
+    quota_rejection: EventRejected | None  # -> usage.rejected, never billed
+    alerts: tuple[QuotaAlert, ...]
+
+    def __init__(self, rated: RatedUsage | None = None, skipped: str | None = None,
+                 quota_rejection: EventRejected | None = None,
+                 alerts: tuple[QuotaAlert, ...] = ()) -> None:
+        self.rated = rated
+        self.skipped = skipped
+        self.quota_rejection = quota_rejection
+        self.alerts = alerts
 
 
 def process_event(event: UsageEvent, origin: Origin, catalog: Catalog,

@@ -45,14 +45,21 @@ DUPLICATE = "duplicate"
 ESTIMATE_ORIGIN = Origin(topic="", partition=-1, offset=-1)
 
 
-@dataclass(frozen=True, slots=True)
+# One per event: not frozen, own __init__ (see processors/events.py).
+@dataclass(slots=True, init=False)
 class Rated:
     record: RatedUsage
 
+    def __init__(self, record: RatedUsage) -> None:
+        self.record = record
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class Skipped:
     reason: str  # NOT_BILLABLE or DUPLICATE
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
 
 
 RatingOutcome = Rated | Skipped
@@ -117,40 +124,45 @@ def estimate(event: UsageEvent, catalog: Catalog, state: RatingState, at: dateti
     return priced.record(ESTIMATE_ORIGIN, at, catalog.version)
 
 
-# The private records below are built for every event: plain slotted classes, which
-# construct several times faster than frozen ones.
-@dataclass(slots=True)
+# The private records below are built for every event: plain classes with their own
+# __init__, which mypyc compiles (see processors/events.py).
 class _Located:
     """Where the catalog prices the event: account, group, table, row, product."""
 
-    account: ResolvedAccount
-    fiscal_period: str
-    rate_group: str
-    table: RateTable
-    row: RateRow
-    product: Product | None
+    def __init__(self, account: ResolvedAccount, fiscal_period: str, rate_group: str,
+                 table: RateTable, row: RateRow, product: Product | None) -> None:
+        self.account = account
+        self.fiscal_period = fiscal_period
+        self.rate_group = rate_group
+        self.table = table
+        self.row = row
+        self.product = product
 
 
-@dataclass(slots=True)
 class _Credit:
-    applied: Decimal
-    remaining: Decimal
-    used_after: tuple[CreditKey, Decimal] | None  # None: nothing drawn, nothing to write
+    def __init__(self, applied: Decimal, remaining: Decimal,
+                 used_after: tuple[CreditKey, Decimal] | None) -> None:
+        self.applied = applied
+        self.remaining = remaining
+        self.used_after = used_after  # None: nothing drawn, nothing to write
 
 
-@dataclass(slots=True)
 class _Priced:
-    event: UsageEvent
-    where: _Located
-    charge: Charge
-    net: Decimal
-    minimum_applied: bool
-    markup_rate: Decimal
-    markup: Decimal
-    gross: Decimal
-    credit: _Credit
-    accumulation: tuple[AccumulationKey, Decimal] | None
-    month: str  # the billing period
+    def __init__(self, event: UsageEvent, where: _Located, charge: Charge, net: Decimal,
+                 minimum_applied: bool, markup_rate: Decimal, markup: Decimal, gross: Decimal,
+                 credit: _Credit, accumulation: tuple[AccumulationKey, Decimal] | None,
+                 month: str) -> None:
+        self.event = event
+        self.where = where
+        self.charge = charge
+        self.net = net
+        self.minimum_applied = minimum_applied
+        self.markup_rate = markup_rate
+        self.markup = markup
+        self.gross = gross
+        self.credit = credit
+        self.accumulation = accumulation
+        self.month = month  # the billing period
 
     def change(self, fingerprint: str) -> StateChange:
         return StateChange(

@@ -27,6 +27,7 @@ from typing import NamedTuple, TypeVar
 
 from processors.dedup import DEFAULT_WINDOW, DedupWindow, SeenEvent
 from processors.errors import RatingError
+from processors.events import iso_text
 from processors.money import ZERO
 
 ACC = "acc"
@@ -62,7 +63,7 @@ class CreditKey(NamedTuple):
         return "|".join((CRED, self.account, self.billing_period))
 
 
-@dataclass(slots=True)  # not frozen: one per event, see processors/events.py
+@dataclass(slots=True, init=False)  # one per event: see processors/events.py
 class StateChange:
     """Everything rating one event changes, computed before anything is applied."""
 
@@ -71,6 +72,15 @@ class StateChange:
     event_time: datetime
     accumulation: tuple[AccumulationKey, Decimal] | None  # the new total
     credit: tuple[CreditKey, Decimal] | None  # the new amount used
+
+    def __init__(self, event_id: str, fingerprint: str, event_time: datetime,
+                 accumulation: tuple[AccumulationKey, Decimal] | None,
+                 credit: tuple[CreditKey, Decimal] | None) -> None:
+        self.event_id = event_id
+        self.fingerprint = fingerprint
+        self.event_time = event_time
+        self.accumulation = accumulation
+        self.credit = credit
 
 
 def billing_period(moment: datetime) -> str:
@@ -178,7 +188,7 @@ class RatingState:
             seen = self.dedup.get(rest)
             if seen is None:
                 return None
-            return (f'{{"event_time":{_json(seen.event_time.isoformat())},'
+            return (f'{{"event_time":{_json(iso_text(seen.event_time))},'
                     f'"fingerprint":{_json(seen.fingerprint)}}}').encode()
         if kind == ACC:
             quantity = self._accumulated.get(_acc_key(rest, key))

@@ -10,8 +10,7 @@ from confluent_kafka import Message
 
 from stream import metrics
 from stream.codec import rejection_to_avro
-from stream.loop import Output
-from stream.messages import origin_of
+from stream.messages import Output, origin_of
 from stream.serde import AvroEncoder
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,6 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -29,7 +28,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from processors.errors import RatingError
 from stream import metrics
 from stream.errors import TransientError
-from stream.messages import origin_of
+from stream.messages import Output, origin_of
 
 log = logging.getLogger(__name__)
 GC_THRESHOLD = 10_000  # allocations between collections of the youngest generation
@@ -37,15 +36,6 @@ GC_THRESHOLD = 10_000  # allocations between collections of the youngest generat
 
 class FatalProcessingError(RatingError):
     """The loop cannot continue (fenced by a newer instance, fatal producer error)."""
-
-
-@dataclass(slots=True)  # not frozen: a few are built per record, and frozen ones cost 3x
-class Output:
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    partition: int | None = None  # explicit for changelog records, else the key decides
-    headers: list[tuple[str, str | bytes | None]] = field(default_factory=list)
 
 
 class Stage(Protocol):

@@ -28,8 +28,8 @@ from stream import metrics
 from stream.codec import alert_to_avro, rated_to_bytes, read_event, rejection_to_avro
 from stream.contracts import Codecs
 from stream.dead_letters import dead_letter
-from stream.loop import Output, StatelessStage
-from stream.messages import origin_of
+from stream.loop import StatelessStage
+from stream.messages import Output, origin_of
 from stream.settings import Topics
 from stream.state_store import RaterStateStore, partitions_of
 

@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from processors.errors import RatingError
 from processors.pipeline import PartitionState
 from stream import metrics
-from stream.loop import Output
+from stream.messages import Output
 
 log = logging.getLogger(__name__)
 OFFSET_BEGINNING = -2

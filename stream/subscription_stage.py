@@ -35,8 +35,7 @@ from stream.codec import rated_to_avro
 from stream.contracts import Codecs
 from stream.dead_letters import dead_letter
 from stream.licence_codec import SCHEMA_FILE, subscription_from_avro
-from stream.loop import Output
-from stream.messages import origin_of
+from stream.messages import Output, origin_of
 from stream.run_reports import RunReport
 from stream.serde import AvroDecoder, SerdeError, register
 from stream.settings import Connections, Topics

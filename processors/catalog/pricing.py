@@ -18,12 +18,19 @@ from processors.money import ZERO, add, multiply, subtract
 ONE = Decimal(1)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)  # one per event: see processors/events.py
 class Charge:
     amount: Decimal  # exact, not rounded
     rate: Decimal  # the headline rate: the row's, or the first tier charged
     quantity: Decimal  # what was priced: 1 for flat
     tiers: tuple[TierCharge, ...]
+
+    def __init__(self, amount: Decimal, rate: Decimal, quantity: Decimal,
+                 tiers: tuple[TierCharge, ...]) -> None:
+        self.amount = amount
+        self.rate = rate
+        self.quantity = quantity
+        self.tiers = tiers
 
 
 def charge(pricing: Pricing, row: RateRow, quantity: Decimal, before: Decimal) -> Charge:

@@ -116,15 +116,20 @@ class QuotaAlert:
     raised_at: datetime
 
 
-@dataclass(slots=True)  # not frozen: one per event, see processors/events.py
+@dataclass(slots=True, init=False)  # one per event: see processors/events.py
 class QuotaChange:
     """Absolute new values, computed before anything is applied."""
 
     instance: tuple[InstanceKey, Instance | None] | None  # None instance: released
     usage: tuple[tuple[UsageKey, QuotaUsage], ...]
 
+    def __init__(self, instance: tuple[InstanceKey, Instance | None] | None,
+                 usage: tuple[tuple[UsageKey, QuotaUsage], ...]) -> None:
+        self.instance = instance
+        self.usage = usage
 
-@dataclass(slots=True)  # not frozen: one per event, see processors/events.py
+
+@dataclass(slots=True, init=False)  # one per event: see processors/events.py
 class QuotaDecision:
     """May the event proceed, what it raises, and what it changes once accepted.
 
@@ -135,7 +140,18 @@ class QuotaDecision:
     event_id: str
     account_id: str
     allowed: bool
-    alerts: tuple[QuotaAlert, ...] = ()
-    rejection: EventRejected | None = None
-    change: QuotaChange | None = None
-    missing: ReasonCode | None = None
+    alerts: tuple[QuotaAlert, ...]
+    rejection: EventRejected | None
+    change: QuotaChange | None
+    missing: ReasonCode | None
+
+    def __init__(self, event_id: str, account_id: str, allowed: bool,
+                 alerts: tuple[QuotaAlert, ...] = (), rejection: EventRejected | None = None,
+                 change: QuotaChange | None = None, missing: ReasonCode | None = None) -> None:
+        self.event_id = event_id
+        self.account_id = account_id
+        self.allowed = allowed
+        self.alerts = alerts
+        self.rejection = rejection
+        self.change = change
+        self.missing = missing

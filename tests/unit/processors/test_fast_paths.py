@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from processors.accounts import resolve_account
 from processors.dedup import SeenEvent, canonical_payload, payload_fingerprint
 from processors.errors import EventRejected
-from processors.events import UsageEvent
+from processors.events import UsageEvent, iso_text
 from processors.lookups import PerCatalog, account_of
 from processors.quota import Holding, Instance, QuotaState, QuotaUsage, UsageKey
 from processors.quota.model import InstanceKey, LastAlert
@@ -125,6 +125,17 @@ def test_quota_state_values_are_the_reference_json(held: list[Holding], used: De
     state.load(usage_key, _reference_json(_usage_value(usage)))
     assert state.dump(instance_key) == _reference_json(_instance_value(instance))
     assert state.dump(usage_key) == _reference_json(_usage_value(usage))
+
+
+@settings(max_examples=500)
+@given(st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30))])
+                    | st.none()),
+       st.booleans())
+def test_iso_text_is_isoformat(moment: datetime, whole_second: bool) -> None:
+    # Any year (1 to 9999), UTC or not, aware or naive, with and without microseconds.
+    if whole_second:
+        moment = moment.replace(microsecond=0)
+    assert iso_text(moment) == moment.isoformat()
 
 
 @given(moments)

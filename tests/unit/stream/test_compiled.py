@@ -3,9 +3,11 @@ the pure-Python one does."""
 
 from __future__ import annotations
 
+import importlib
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,28 @@ def test_hot_path_runs_compiled_and_up_to_date() -> None:
     build = engine_build()
     assert build.fully_compiled, f"run `make compile`: {build.describe()}"
     assert not build.stale, build.describe()
+
+
+# Records built for every event. Each writes its own __init__ so that mypyc compiles
+# it: the one @dataclass generates stays interpreted Python, about ten times the cost.
+PER_EVENT_RECORDS = (
+    "processors.events.UsageEvent", "processors.events.RatedUsage", "processors.events.Origin",
+    "processors.events.TierCharge", "processors.pipeline.EventOutcome",
+    "processors.state.StateChange", "processors.quota.model.QuotaDecision",
+    "processors.quota.model.QuotaChange", "processors.catalog.pricing.Charge",
+    "processors.rating.Rated", "processors.rating.Skipped", "processors.rating._Located",
+    "processors.rating._Credit", "processors.rating._Priced", "processors.dedup.SeenEvent",
+    "stream.messages.Output",
+)
+
+
+@pytest.mark.skipif(not compile_requested(), reason="RATING_COMPILE=0: a pure-Python build")
+@pytest.mark.parametrize("path", PER_EVENT_RECORDS)
+def test_per_event_records_are_built_by_compiled_code(path: str) -> None:
+    module_name, _, class_name = path.rpartition(".")
+    record = getattr(importlib.import_module(module_name), class_name)
+    assert not isinstance(record.__init__, types.FunctionType), (
+        f"{path}.__init__ is interpreted Python: give it its own __init__ (init=False)")
 
 
 def test_compiled_and_pure_python_engines_write_the_same_bytes() -> None:

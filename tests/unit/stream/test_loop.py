@@ -8,7 +8,8 @@ from typing import Any
 
 from confluent_kafka import Message, TopicPartition
 
-from stream.loop import GC_THRESHOLD, ExactlyOnceLoop, Output, StatelessStage
+from stream.loop import GC_THRESHOLD, ExactlyOnceLoop, StatelessStage
+from stream.messages import Output
 
 
 class FakeConsumer:
