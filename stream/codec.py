@@ -1,8 +1,9 @@
 """Avro dicts <-> domain records. Validation of the wire shape happens here, once.
 
-``read_event`` and ``rated_to_bytes`` are the hot path's way in and out: they
-go through stream/avro_binary.py when they can (same results, a fraction of
-the cost) and through fastavro plus the dict functions below otherwise.
+``read_event``, ``rated_to_bytes`` and ``rejection_to_bytes`` are the hot path's
+way in and out: they go through stream/avro_binary.py when they can (same
+results, a fraction of the cost) and through fastavro plus the dict functions
+below otherwise.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ from stream.avro_binary import (
     event_layout_ok,
     rated_layout_ok,
     read_usage_event,
+    rejected_layout_ok,
     write_rated_usage,
+    write_rejected_usage,
 )
 from stream.serde import HEADER_SIZE, AvroDecoder, AvroEncoder, SerdeError
 
 EVENT_SCHEMA = "usage_event.avsc"
 RATED_SCHEMA = "rated_usage.avsc"
+REJECTED_SCHEMA = "rejected_usage.avsc"
 REQUIRED_TEXT = ("event_id", "service_item_type", "service_item_id", "operation", "requester",
                  "home_ou", "source")
 
@@ -74,7 +78,7 @@ def read_event(decoder: AvroDecoder, data: bytes | None) -> UsageEvent:
     """A validated UsageEvent from a record's bytes: ``event_from_avro(decoder.decode(data))``,
     with UNDECODABLE for bytes that are not a record; EventRejected like event_from_avro."""
     if (data is not None and decoder.reader_file == EVENT_SCHEMA and event_layout_ok()
-            and decoder.written_with_reader_schema(data)):
+            and data[:HEADER_SIZE] in decoder.reader_headers):  # written_with_reader_schema
         event = read_usage_event(data, HEADER_SIZE)
         if event is not None:
             return event
@@ -91,6 +95,25 @@ def rated_to_bytes(encoder: AvroEncoder, rated: RatedUsage) -> bytes:
         return encoder.encode(rated_to_avro(rated))
     body = write_rated_usage(rated)  # the usual record: short ASCII strings
     return encoder.encode(rated_to_avro(rated)) if body is None else encoder.frame(body)
+
+
+def rejection_to_bytes(encoder: AvroEncoder, *, reason: str, message: str, stage: str,
+                       origin: Origin, key: bytes | None, value: bytes | None,
+                       event_id: str | None, source_timestamp_ms: int | None,
+                       details: Mapping[str, str], rejected_at: datetime) -> bytes:
+    """``encoder.encode(rejection_to_avro(...))`` of the same arguments, byte for byte."""
+    body = None
+    if encoder.file_name == REJECTED_SCHEMA and rejected_layout_ok():
+        body = write_rejected_usage(
+            reason=reason, message=message, stage=stage, origin=origin, key=key, value=value,
+            event_id=event_id, source_timestamp_ms=source_timestamp_ms, details=details,
+            rejected_at=rejected_at)
+    if body is not None:
+        return encoder.frame(body)
+    return encoder.encode(rejection_to_avro(
+        reason=reason, message=message, stage=stage, origin=origin, key=key, value=value,
+        event_id=event_id, source_timestamp_ms=source_timestamp_ms, details=details,
+        rejected_at=rejected_at))
 
 
 def event_to_avro(event: UsageEvent) -> dict[str, Any]:

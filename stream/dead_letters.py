@@ -9,7 +9,7 @@ from datetime import datetime
 from confluent_kafka import Message
 
 from stream import metrics
-from stream.codec import rejection_to_avro
+from stream.codec import rejection_to_bytes
 from stream.messages import Output, origin_of
 from stream.serde import AvroEncoder
 
@@ -28,9 +28,9 @@ def dead_letter(encoder: AvroEncoder, topic: str, *, stage: str, message: Messag
                        "partition": origin.partition, "offset": origin.offset,
                        "stage": stage, "reason": reason})
     metrics.EVENTS_DEAD_LETTERED.labels(stage=stage, reason=reason).inc()
-    value = encoder.encode(rejection_to_avro(
-        reason=reason, message=text, stage=stage, origin=origin, key=message.key(),
+    value = rejection_to_bytes(
+        encoder, reason=reason, message=text, stage=stage, origin=origin, key=message.key(),
         value=message.value(), event_id=event_id,
         source_timestamp_ms=timestamp_ms if timestamp_type else None,
-        details=details or {}, rejected_at=now))
+        details=details or {}, rejected_at=now)
     return Output(topic=topic, key=message.key(), value=value)

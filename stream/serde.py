@@ -102,13 +102,22 @@ class AvroDecoder:
         self.reader_file = reader_file
         self._reader = parsed_schema(reader_file)
         self._writers: dict[int, Any] = {}
-        self._same_as_reader: dict[int, bool] = {}
+        # The wire headers (magic byte + schema id) of the known writer schemas that are
+        # the reader schema itself: the hot path tests a record's first bytes against it.
+        self.reader_headers: set[bytes] = set()
 
     def remember(self, schema_id: int, file_name: str) -> None:
         """Seed the cache with a schema we registered ourselves: records written with our
         own schemas decode even while the registry is unreachable."""
-        self._writers[schema_id] = parsed_schema(file_name)
-        self._same_as_reader.pop(schema_id, None)
+        self._learn(schema_id, parsed_schema(file_name))
+
+    def _learn(self, schema_id: int, parsed: Any) -> None:
+        self._writers[schema_id] = parsed
+        header = _HEADER.pack(MAGIC_BYTE, schema_id)
+        if parsed == self._reader:
+            self.reader_headers.add(header)
+        else:
+            self.reader_headers.discard(header)
 
     def decode(self, data: bytes | None) -> dict[str, Any]:
         if data is None or len(data) < _HEADER.size:
@@ -132,16 +141,7 @@ class AvroDecoder:
         """True when ``data`` is in the wire format with a schema id already known here
         whose schema is the reader schema itself (no resolution needed). Never asks the
         registry: for an id not seen yet it says False, and ``decode`` learns it."""
-        if len(data) < _HEADER.size or data[0] != MAGIC_BYTE:
-            return False
-        schema_id = int.from_bytes(data[1:_HEADER.size], "big")
-        same = self._same_as_reader.get(schema_id)
-        if same is None:
-            writer = self._writers.get(schema_id)
-            if writer is None:
-                return False
-            same = self._same_as_reader[schema_id] = writer == self._reader
-        return same
+        return data[:_HEADER.size] in self.reader_headers
 
     def _writer(self, schema_id: int) -> Any:
         cached = self._writers.get(schema_id)
@@ -159,5 +159,5 @@ class AvroDecoder:
         if schema.schema_str is None:
             raise SerdeError(f"schema id {schema_id} has no schema text in the registry")
         parsed = fastavro.parse_schema(json.loads(schema.schema_str))
-        self._writers[schema_id] = parsed
+        self._learn(schema_id, parsed)
         return parsed

@@ -25,7 +25,7 @@ from processors.money import ZERO
 from processors.pipeline import process_event
 from processors.quota import QuotaAlert
 from stream import metrics
-from stream.codec import alert_to_avro, rated_to_bytes, read_event, rejection_to_avro
+from stream.codec import alert_to_avro, rated_to_bytes, read_event, rejection_to_bytes
 from stream.contracts import Codecs
 from stream.dead_letters import dead_letter
 from stream.loop import StatelessStage
@@ -193,19 +193,21 @@ class RaterStage(_DecodingStage):
         """
         origin = origin_of(message)
         reason = str(rejection.reason)
-        log.debug("quota %s at %s[%d]@%d event=%s: %s", reason, origin.topic,
-                  origin.partition, origin.offset, event.event_id, rejection.message,
-                  extra={"event_id": event.event_id, "topic": origin.topic,
-                         "partition": origin.partition, "offset": origin.offset,
-                         "stage": "quota", "reason": reason})
+        if log.isEnabledFor(logging.DEBUG):  # the fields are built only when logged
+            log.debug("quota %s at %s[%d]@%d event=%s: %s", reason, origin.topic,
+                      origin.partition, origin.offset, event.event_id, rejection.message,
+                      extra={"event_id": event.event_id, "topic": origin.topic,
+                             "partition": origin.partition, "offset": origin.offset,
+                             "stage": "quota", "reason": reason})
         self._tally.count(metrics.EVENTS_DEAD_LETTERED, "quota", reason)
         self._blocked[reason] = self._blocked.get(reason, 0) + 1
         timestamp_type, timestamp_ms = message.timestamp()
-        value = self._codecs.rejected_encoder.encode(rejection_to_avro(
-            reason=reason, message=rejection.message, stage="quota", origin=origin,
-            key=message.key(), value=message.value(), event_id=event.event_id,
+        value = rejection_to_bytes(
+            self._codecs.rejected_encoder, reason=reason, message=rejection.message,
+            stage="quota", origin=origin, key=message.key(), value=message.value(),
+            event_id=event.event_id,
             source_timestamp_ms=timestamp_ms if timestamp_type else None,
-            details=rejection.details, rejected_at=self._clock()))
+            details=rejection.details, rejected_at=self._clock())
         return Output(topic=self._topics.rejected.name, key=message.key(), value=value)
 
     def _log_blocked(self) -> None:

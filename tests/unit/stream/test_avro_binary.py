@@ -3,7 +3,8 @@
 Reading: for any bytes, ``read_usage_event`` is None or equals the reference
 (``event_from_avro`` of fastavro's decode), and never returns an event the
 reference rejects. Writing: ``write_rated_usage`` is fastavro's encoding of
-``rated_to_avro`` byte for byte, or None.
+``rated_to_avro`` byte for byte, or None; ``write_rejected_usage`` is fastavro's
+encoding of ``rejection_to_avro`` byte for byte, or None.
 """
 
 from __future__ import annotations
@@ -22,18 +23,31 @@ from hypothesis import strategies as st
 from processors.errors import EventRejected, ReasonCode
 from processors.events import Origin, RatedUsage, TierCharge, UsageEvent
 from stream.avro_binary import (
+    _long_bytes,
     _money,
+    _source_timestamp,
     _timestamp,
     event_layout_ok,
     rated_layout_ok,
     read_usage_event,
+    rejected_layout_ok,
     write_rated_usage,
+    write_rejected_usage,
 )
-from stream.codec import event_from_avro, event_to_avro, rated_to_avro, rated_to_bytes, read_event
+from stream.codec import (
+    event_from_avro,
+    event_to_avro,
+    rated_to_avro,
+    rated_to_bytes,
+    read_event,
+    rejection_to_avro,
+    rejection_to_bytes,
+)
 from stream.serde import AvroDecoder, AvroEncoder, parsed_schema
 
 EVENT_SCHEMA = parsed_schema("usage_event.avsc")
 RATED_SCHEMA = parsed_schema("rated_usage.avsc")
+REJECTED_SCHEMA = parsed_schema("rejected_usage.avsc")
 HEADER = b"\x00\x00\x00\x00\x07"  # magic byte, schema id 7
 
 # Short ASCII most of the time (the usual case), any text or long text sometimes.
@@ -104,6 +118,7 @@ def _agrees(body: bytes) -> UsageEvent | None:
 def test_the_schema_files_have_the_layouts_the_code_was_written_for() -> None:
     assert event_layout_ok()
     assert rated_layout_ok()
+    assert rejected_layout_ok()
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
@@ -292,3 +307,196 @@ def test_timestamps_are_written_as_fastavro_writes_them(moment: datetime) -> Non
     buffer = io.BytesIO()
     fastavro.schemaless_writer(buffer, TIMESTAMP_SCHEMA, {"t": moment})
     assert _timestamp(moment) == buffer.getvalue()
+
+
+# -- the rejection envelope -----------------------------------------------------------------
+
+# Any text: short ASCII, non-ASCII, empty, long (lengths of one, two and three varint bytes,
+# around the 64 and 1024 of the writer's length table).
+any_texts = st.one_of(
+    texts, st.text(min_size=50, max_size=1500),
+    st.sampled_from(["", "é" * 32, "日本語" * 700, "\x00", "x" * 63, "x" * 64, "x" * 1023,
+                     "x" * 1024, "é" * 512, "😀" * 300]))
+optional_bytes = st.one_of(st.none(), st.binary(max_size=300),
+                           st.binary(min_size=1000, max_size=20_000),
+                           st.sampled_from([b"", b"\x00", b"x" * 63, b"x" * 64, b"y" * 1024]))
+source_timestamps = st.one_of(
+    st.none(), st.integers(0, 2**41), st.integers(-(2**41), 0),
+    st.integers(-(2**41) - 10**6, -(2**41)), st.integers(2**41, 2**41 + 10**6),
+    # Where float rounding makes fastavro write another ms than the one given.
+    st.integers(2**42, 2**44), st.integers(-(2**44), -(2**42)))
+rejection_moments = st.one_of(
+    aware_moments,
+    st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2300, 1, 1),
+                 timezones=st.sampled_from([UTC, timezone(timedelta(hours=-7))])),
+    st.datetimes(min_value=datetime(1969, 12, 31), max_value=datetime(1970, 1, 2),
+                 timezones=st.just(UTC)))
+
+
+@st.composite
+def rejections(draw: st.DrawFn) -> dict[str, Any]:
+    """Keyword arguments of ``rejection_to_avro``."""
+    return {
+        "reason": draw(any_texts), "message": draw(any_texts), "stage": draw(any_texts),
+        "origin": Origin(draw(any_texts),
+                         draw(st.one_of(st.integers(0, 2**31 - 1), st.integers(-(2**31), 0),
+                                        st.sampled_from([0, 63, 64, 2**31 - 1, -(2**31)]))),
+                         draw(st.one_of(st.integers(0, 2**63 - 1),
+                                        st.integers(-(2**63), 0),
+                                        st.sampled_from([0, -1, 63, 64, 2**63 - 1,
+                                                         -(2**63)])))),
+        "key": draw(optional_bytes), "value": draw(optional_bytes),
+        "event_id": draw(st.one_of(st.none(), any_texts)),
+        "source_timestamp_ms": draw(source_timestamps),
+        "details": draw(st.one_of(st.just({}), st.dictionaries(any_texts, any_texts,
+                                                               min_size=1, max_size=5))),
+        "rejected_at": draw(rejection_moments),
+    }
+
+
+def _fastavro_rejection(arguments: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, REJECTED_SCHEMA, rejection_to_avro(**arguments))
+    return buffer.getvalue()
+
+
+def _whole_millis(moment: datetime | None) -> datetime | None:
+    """A datetime as timestamp-millis keeps it: the millisecond it falls in."""
+    return None if moment is None else moment - timedelta(microseconds=moment.microsecond % 1000)
+
+
+def _decodes_to_its_record(encoded: bytes, arguments: dict[str, Any]) -> None:
+    decoded = fastavro.schemaless_reader(io.BytesIO(encoded[len(HEADER):]), REJECTED_SCHEMA,
+                                         REJECTED_SCHEMA)
+    expected = rejection_to_avro(**arguments)
+    expected["rejected_at"] = _whole_millis(expected["rejected_at"])
+    expected["source_timestamp"] = _whole_millis(expected["source_timestamp"])
+    assert decoded == expected
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow,
+                                                   HealthCheck.data_too_large])
+@given(rejections())
+@example({"reason": "QUOTA_EXCEEDED", "message": "", "stage": "", "origin": Origin("", 0, 0),
+          "key": b"", "value": b"", "event_id": "", "source_timestamp_ms": 0, "details": {},
+          "rejected_at": datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)})
+@example({"reason": "é", "message": "x" * 1024, "stage": "quota",
+          "origin": Origin("日本", 2**31 - 1, 2**63 - 1), "key": None, "value": None,
+          "event_id": None, "source_timestamp_ms": None, "details": {"": "", "é": "x" * 64},
+          "rejected_at": datetime(1900, 1, 1, 0, 0, 0, 1500, tzinfo=UTC)})
+@example({"reason": "R", "message": "m", "stage": "s", "origin": Origin("t", -(2**31), -(2**63)),
+          "key": b"k", "value": b"v" * 20_000, "event_id": "e",
+          "source_timestamp_ms": 8605461865536,  # fastavro writes 8605461865535
+          "details": {"a": "b"}, "rejected_at": datetime(2026, 11, 3, 12, 0, 0, 999, tzinfo=UTC)})
+def test_writing_a_rejection_gives_fastavros_bytes(arguments: dict[str, Any]) -> None:
+    body = write_rejected_usage(**arguments)
+    assert body is not None  # every generated value is one the hand-written path takes
+    assert body == _fastavro_rejection(arguments)
+    encoder = AvroEncoder(7, "rejected_usage.avsc")
+    encoded = rejection_to_bytes(encoder, **arguments)
+    assert encoded == encoder.encode(rejection_to_avro(**arguments)) == HEADER + body
+    _decodes_to_its_record(encoded, arguments)
+
+
+def _quota_rejection(**changes: Any) -> dict[str, Any]:
+    """What the quota stage dead-letters, about one event in eight."""
+    return {
+        "reason": "QUOTA_EXCEEDED",
+        "message": "account acct-eng: quota q-vcpu-monthly (limit 1000 vCPU-hours) would be "
+                   "exceeded",
+        "stage": "quota", "origin": Origin("usage.by-account", 3, 1_234_567),
+        "key": b"acct-eng", "value": bytes(range(180)), "event_id": "evt-000123456",
+        "source_timestamp_ms": 1_793_262_600_123,
+        "details": {"quota_id": "q-vcpu-monthly", "limit": "1000", "used": "998.5",
+                    "requested": "4"},
+        "rejected_at": datetime(2026, 11, 3, 10, 30, 0, 456000, tzinfo=UTC),
+        **changes}
+
+
+def test_a_quota_rejection_takes_the_hand_written_path_and_decodes_to_its_record() -> None:
+    arguments = _quota_rejection()
+    encoder = AvroEncoder(7, "rejected_usage.avsc")
+    body = write_rejected_usage(**arguments)
+    assert body is not None
+    encoded = rejection_to_bytes(encoder, **arguments)
+    assert encoded == encoder.encode(rejection_to_avro(**arguments)) == HEADER + body
+    decoded = fastavro.schemaless_reader(io.BytesIO(body), REJECTED_SCHEMA, REJECTED_SCHEMA)
+    assert decoded == rejection_to_avro(**arguments)  # its times are whole milliseconds
+
+
+@pytest.mark.parametrize("changes", [
+    {"rejected_at": datetime(2026, 11, 3, 12, 0)},  # naive: fastavro takes it as local time
+    {"origin": Origin("t", 2**31, 5)},  # not an Avro int
+    {"origin": Origin("t", 1, 2**63)},  # not an Avro long: fastavro raises
+    {"key": bytearray(b"acct-eng")},  # compiled, a TypeError (the declared type), as before
+    {"details": {"limit": 1000}},  # not a string: fastavro raises
+    {"source_timestamp_ms": 2**60},  # no such datetime: rejection_to_avro raises
+], ids=["naive", "partition", "offset", "bytearray", "int-detail", "year"])
+def test_odd_rejections_are_left_to_fastavro(changes: dict[str, Any]) -> None:
+    arguments = _quota_rejection(**changes)
+    try:
+        assert write_rejected_usage(**arguments) is None
+    except TypeError:  # compiled code checks the declared types of the arguments first
+        assert changes.keys() == {"key"}
+    encoder = AvroEncoder(7, "rejected_usage.avsc")
+    try:
+        expected: bytes | Exception = encoder.encode(rejection_to_avro(**arguments))
+    except Exception as exc:  # what the caller got before: the same again
+        expected = exc
+    if isinstance(expected, Exception):
+        with pytest.raises(type(expected)):
+            rejection_to_bytes(encoder, **arguments)
+    else:
+        assert rejection_to_bytes(encoder, **arguments) == expected
+
+
+def test_another_schema_file_takes_the_fastavro_path() -> None:
+    class Recording(AvroEncoder):
+        def encode(self, record: Any) -> bytes:
+            self.encoded = True
+            return super().encode(record)
+
+    encoder = Recording(7, "rejected_usage.avsc")
+    encoder.file_name = "rejected_usage_v2.avsc"
+    arguments = _quota_rejection()
+    assert rejection_to_bytes(encoder, **arguments) == HEADER + _fastavro_rejection(arguments)
+    assert encoder.encoded
+
+
+SOURCE_TIMESTAMP_SCHEMA = fastavro.parse_schema({"type": "record", "name": "S", "fields": [
+    {"name": "t", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}]}]})
+
+
+@given(st.one_of(st.integers(-(2**41) - 5, 2**41 + 5), st.integers(-(2**45), 2**45)))
+@example(2**41)
+@example(2**41 + 1)
+@example(-(2**41))
+@example(-(2**41) - 1)
+@example(8605461865536)  # the first that fastavro writes as another millisecond
+@example(253402300799999)  # the last millisecond of 9999: fastavro writes ...998
+@example(-62135596800000)  # the first of year 1
+@example(-1)
+def test_a_source_timestamp_is_written_as_fastavro_writes_its_datetime(millis: int) -> None:
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, SOURCE_TIMESTAMP_SCHEMA,
+                               {"t": datetime.fromtimestamp(millis / 1000, UTC)})
+    assert _source_timestamp(millis) == buffer.getvalue()
+
+
+LONG_SCHEMA = fastavro.parse_schema({"type": "record", "name": "L", "fields": [
+    {"name": "n", "type": "long"}]})
+
+
+@given(st.one_of(st.integers(-(2**63), 2**63 - 1), st.integers(-(2**20), 2**20)))
+@example(63)
+@example(64)
+@example(-64)
+@example(-65)
+@example(8191)
+@example(8192)
+@example(2**63 - 1)
+@example(-(2**63))
+def test_longs_are_written_as_fastavro_writes_them(value: int) -> None:
+    buffer = io.BytesIO()
+    fastavro.schemaless_writer(buffer, LONG_SCHEMA, {"n": value})
+    assert _long_bytes(value) == buffer.getvalue()
