@@ -18,7 +18,7 @@ from decimal import Decimal
 from enum import Enum
 from json.encoder import encode_basestring as _json  # json.dumps' own string escaping
 
-from processors.events import AttributeValue, UsageEvent, iso_text
+from processors.events import AttributeValue, UsageEvent, iso_text, utc
 
 DEFAULT_WINDOW = timedelta(days=35)
 
@@ -54,7 +54,7 @@ def payload_fingerprint(event: UsageEvent) -> str:
     canonical = (
         f'{{"account_id":{_optional(event.account_id)},"attributes":{{{attributes}}},'
         f'"event_id":{_json(event.event_id)},'
-        f'"event_time":{_json(iso_text(_utc(event.event_time)))},'
+        f'"event_time":{_json(iso_text(utc(event.event_time)))},'
         f'"home_ou":{_json(event.home_ou)},"operation":{_json(event.operation)},'
         f'"product":{_optional(event.product)},"provider":{_optional(event.provider)},'
         f'"requester":{_json(event.requester)},'
@@ -100,10 +100,6 @@ def _attribute(name: str, value: AttributeValue) -> str:
 
 
 _ATTRIBUTES: dict[tuple[str, AttributeValue], str] = {}
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
 
 
 def _optional(value: str | None) -> str:

@@ -84,6 +84,11 @@ class UsageEvent:
         return None if value is None else str(value)
 
 
+def utc(moment: datetime) -> datetime:
+    """An aware ``moment`` in UTC (itself when it already is)."""
+    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+
+
 def iso_text(moment: datetime) -> str:
     """``moment.isoformat()``, written out for UTC times of years 1000 to 9999.
 

@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from json.encoder import encode_basestring_ascii as _json  # what json.dumps escapes with
 from typing import NamedTuple, TypeVar
 
 from processors.dedup import DEFAULT_WINDOW, DedupWindow, SeenEvent
 from processors.errors import RatingError
-from processors.events import iso_text
+from processors.events import iso_text, utc
 from processors.money import ZERO
 
 ACC = "acc"
@@ -85,12 +85,12 @@ class StateChange:
 
 def billing_period(moment: datetime) -> str:
     """The calendar month of ``moment`` in UTC, ``YYYY-MM``."""
-    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
-    month = _MONTHS.get((utc.year, utc.month))
+    in_utc = utc(moment)
+    month = _MONTHS.get((in_utc.year, in_utc.month))
     if month is None:  # strftime once per month: it is called several times per event
         if len(_MONTHS) >= 1000:
             _MONTHS.clear()
-        month = _MONTHS[(utc.year, utc.month)] = utc.strftime("%Y-%m")
+        month = _MONTHS[(in_utc.year, in_utc.month)] = in_utc.strftime("%Y-%m")
     return month
 
 

@@ -78,7 +78,7 @@ def read_event(decoder: AvroDecoder, data: bytes | None) -> UsageEvent:
     """A validated UsageEvent from a record's bytes: ``event_from_avro(decoder.decode(data))``,
     with UNDECODABLE for bytes that are not a record; EventRejected like event_from_avro."""
     if (data is not None and decoder.reader_file == EVENT_SCHEMA and event_layout_ok()
-            and data[:HEADER_SIZE] in decoder.reader_headers):  # written_with_reader_schema
+            and data[:HEADER_SIZE] in decoder.reader_headers):
         event = read_usage_event(data, HEADER_SIZE)
         if event is not None:
             return event

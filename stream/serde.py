@@ -103,7 +103,9 @@ class AvroDecoder:
         self._reader = parsed_schema(reader_file)
         self._writers: dict[int, Any] = {}
         # The wire headers (magic byte + schema id) of the known writer schemas that are
-        # the reader schema itself: the hot path tests a record's first bytes against it.
+        # the reader schema itself: a record whose first bytes are one of these was written
+        # with the reader schema (codec.read_event's fast path tests exactly that). An id
+        # not seen yet is not here until ``decode`` has learnt it: never asks the registry.
         self.reader_headers: set[bytes] = set()
 
     def remember(self, schema_id: int, file_name: str) -> None:
@@ -136,12 +138,6 @@ class AvroDecoder:
         if not isinstance(record, dict):
             raise SerdeError(f"schema id {schema_id} did not decode to a record")
         return record
-
-    def written_with_reader_schema(self, data: bytes) -> bool:
-        """True when ``data`` is in the wire format with a schema id already known here
-        whose schema is the reader schema itself (no resolution needed). Never asks the
-        registry: for an id not seen yet it says False, and ``decode`` learns it."""
-        return data[:_HEADER.size] in self.reader_headers
 
     def _writer(self, schema_id: int) -> Any:
         cached = self._writers.get(schema_id)
