@@ -95,7 +95,7 @@ def iso_text(moment: datetime) -> str:
     ``isoformat`` of an aware datetime asks the tzinfo for its offset and formats
     through ``PyUnicode_FromFormat``: about 2.3 µs, twice per rated event (payload
     fingerprint, changelog entry). This is about 1 µs. Any other time goes to
-    ``isoformat`` itself; tests/unit/processors/test_events.py compares the two.
+    ``isoformat`` itself; tests/unit/processors/test_fast_paths.py compares the two.
     """
     year = moment.year
     if moment.tzinfo is not UTC or year < 1000:
