@@ -273,15 +273,6 @@ def write_rated_usage(rated: RatedUsage) -> bytes | None:
         return None  # a long or non-ASCII string, or an odd value: fastavro takes it
 
 
-# Avro writes a string as its byte length (a zig-zag varint) then its UTF-8 bytes. For
-# ASCII text shorter than 64 characters the length is one byte below 0x80, so the length
-# and the text can be one str: _SHORT[len(text)] + text. The usual rated record is all
-# such strings between its two timestamps and its two numbers at the end: it is built as
-# one str and encoded at once ("ascii": IndexError or UnicodeEncodeError means "not
-# usual", and fastavro takes the record).
-_SHORT = tuple(chr(size << 1) for size in range(64))
-
-
 def _short_optional(value: str | None) -> str:
     return "\x00" if value is None else "\x02" + _SHORT[len(value)] + value
 
@@ -416,6 +407,14 @@ _SMALL_LONGS = tuple(_encode_long(value) for value in range(-64, 64))  # one byt
 # theirs encoded when written.
 _SIZES = tuple(_encode_unsigned(size << 1) for size in range(1024))
 _SIZE_CHARS = tuple(size.decode("latin-1") for size in _SIZES)
+
+# Avro writes a string as its byte length (a zig-zag varint) then its UTF-8 bytes. For
+# ASCII text shorter than 64 characters the length is one byte below 0x80, so the length
+# and the text can be one str: _SHORT[len(text)] + text. The usual rated record is all
+# such strings between its two timestamps and its two numbers at the end: it is built as
+# one str and encoded at once ("ascii": IndexError or UnicodeEncodeError means "not
+# usual", and fastavro takes the record).
+_SHORT = _SIZE_CHARS[:64]
 _NULL, _SET = b"\x00", b"\x02"  # union branch 0 (null) and 1 (the value), zig-zag encoded
 
 # source_timestamp reaches fastavro as ``datetime.fromtimestamp(ms / 1000, UTC)``, which
