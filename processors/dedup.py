@@ -135,15 +135,23 @@ class DedupWindow:
         self._newest_us: int | None = None
         self._horizon_us: int | None = None  # _newest_us - window, kept with _newest_us
         self._horizon: datetime | None = None
-        # The entries recorded since forget_recent(), as given: the changelog writes each
-        # of them at the end of the batch, and unpacking costs more than keeping them.
-        self._recent: dict[str, tuple[str, datetime]] = {}  # tuples: 10x cheaper to build
-        # than a frozen SeenEvent
+        # The entries recorded since forget_recent(): id -> (fingerprint as given, event
+        # time in µs). The changelog writes them at the end of the batch, and unpacking
+        # costs more than keeping them (tuples: 10x cheaper to build than a SeenEvent).
+        self._recent: dict[str, tuple[str, int]] = {}
 
     @property
     def horizon(self) -> datetime | None:
         """Events before this instant are late: their ids may have been forgotten."""
+        if self._horizon is None and self._horizon_us is not None:  # set by a restore
+            self._horizon = _EPOCH + timedelta(microseconds=self._horizon_us)
         return self._horizon
+
+    @property
+    def horizon_us(self) -> int | None:
+        """``horizon`` in microseconds since the epoch: an entry with an event time
+        before it is out of the window (``check`` says NEW)."""
+        return self._horizon_us
 
     def check(self, event_id: str, fingerprint: str) -> Verdict:
         packed = self._seen.get(event_id)
@@ -158,13 +166,18 @@ class DedupWindow:
 
     def record(self, event_id: str, fingerprint: str, event_time: datetime) -> list[str]:
         """Remember an event; returns the ids that fell out of the window as a result."""
-        self._put(event_id, event_time, _fingerprint_int(fingerprint))
-        self._recent[event_id] = (fingerprint, event_time)
+        self._recent[event_id] = (fingerprint,
+                                  self._put(event_id, event_time, _fingerprint_int(fingerprint)))
         return self._expire()
 
     def knows(self, event_id: str) -> bool:
         """True when ``event_id`` is held (``check`` then tells what it is)."""
         return event_id in self._seen
+
+    def recent(self) -> dict[str, tuple[str, int]]:
+        """The entries recorded since ``forget_recent``, in order: id -> (fingerprint,
+        event time in µs since the epoch). The window's own dict: read it, do not keep it."""
+        return self._recent
 
     def forget_recent(self) -> None:
         """The batch's entries are written: ``get`` may unpack them from now on."""
@@ -175,10 +188,17 @@ class DedupWindow:
         if packed is None:
             return None
         recent = self._recent.get(event_id)
-        if recent is not None:
-            return SeenEvent(recent[0], recent[1])
-        return SeenEvent(format(packed & _FINGERPRINT_MASK, "064x"),
-                         _EPOCH + timedelta(microseconds=packed >> _FINGERPRINT_BITS))
+        fingerprint = recent[0] if recent is not None else format(packed & _FINGERPRINT_MASK,
+                                                                    "064x")
+        return SeenEvent(fingerprint, _EPOCH + timedelta(microseconds=packed >> _FINGERPRINT_BITS))
+
+    def entry(self, event_id: str) -> tuple[str, int] | None:
+        """A held id's fingerprint and event time in µs since the epoch (None when not
+        held): what the changelog keeps of it."""
+        packed = self._seen.get(event_id)
+        if packed is None:
+            return None
+        return format(packed & _FINGERPRINT_MASK, "064x"), packed >> _FINGERPRINT_BITS
 
     def ids(self) -> list[str]:
         return list(self._seen)
@@ -186,17 +206,27 @@ class DedupWindow:
     def put(self, event_id: str, seen: SeenEvent) -> None:
         """Store an entry as is (also how state is restored); does not expire others.
         The fingerprint is checked strictly here: it comes from outside (a changelog)."""
-        if not _HEX_DIGITS.issuperset(seen.fingerprint):
-            raise ValueError(f"not a SHA-256 hex digest: {seen.fingerprint!r}")
         self._recent.pop(event_id, None)
-        self._put(event_id, seen.event_time, _fingerprint_int(seen.fingerprint))
+        self._put_us(event_id, _micros_since_epoch(seen.event_time),
+                     _strict_fingerprint_int(seen.fingerprint), seen.event_time)
+
+    def put_micros(self, event_id: str, fingerprint: str, event_us: int) -> None:
+        """``put`` with the event time in µs since the epoch (as the changelog keeps it)."""
+        self._recent.pop(event_id, None)
+        self._put_us(event_id, event_us, _strict_fingerprint_int(fingerprint))
 
     def remove(self, event_id: str) -> None:
         self._seen.pop(event_id, None)
         self._recent.pop(event_id, None)
 
-    def _put(self, event_id: str, event_time: datetime, fingerprint: int) -> None:
+    def _put(self, event_id: str, event_time: datetime, fingerprint: int) -> int:
+        """Hold an entry; returns its event time in µs since the epoch."""
         event_us = _micros_since_epoch(event_time)
+        self._put_us(event_id, event_us, fingerprint, event_time)
+        return event_us
+
+    def _put_us(self, event_id: str, event_us: int, fingerprint: int,
+                event_time: datetime | None = None) -> None:
         self._seen[event_id] = event_us << _FINGERPRINT_BITS | fingerprint
         minute = event_us // _MINUTE_US
         ids = self._minutes.get(minute)
@@ -207,7 +237,8 @@ class DedupWindow:
         if self._newest_us is None or event_us > self._newest_us:
             self._newest_us = event_us
             self._horizon_us = event_us - self._window_us
-            self._horizon = event_time - self.window
+            # Without the datetime (a restore), ``horizon`` builds it when asked.
+            self._horizon = event_time - self.window if event_time is not None else None
 
     def _expire(self) -> list[str]:
         horizon_us = self._horizon_us
@@ -240,6 +271,13 @@ def _micros(span: timedelta) -> int:
 def _micros_since_epoch(moment: datetime) -> int:
     """Exact (no float): microseconds from the epoch to an aware datetime."""
     return _micros(moment - _EPOCH)
+
+
+def _strict_fingerprint_int(fingerprint: str) -> int:
+    """``_fingerprint_int`` for a fingerprint from outside (a changelog): hex digits only."""
+    if not _HEX_DIGITS.issuperset(fingerprint):
+        raise ValueError(f"not a SHA-256 hex digest: {fingerprint!r}")
+    return _fingerprint_int(fingerprint)
 
 
 def _fingerprint_int(fingerprint: str) -> int:

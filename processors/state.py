@@ -5,7 +5,17 @@ Three kinds of entry, each persisted under a string key with a type prefix:
 - ``acc|<account>|<billing period>|<rate table>|<rate code>`` -> quantity
   accumulated in the period (tiers are priced against it);
 - ``cred|<account>|<billing period>`` -> usage credit used in the period;
-- ``seen|<event id>`` -> payload fingerprint and event time (duplicates).
+- ``seenb|<block number>`` -> the event ids first seen in one batch, each with its
+  payload fingerprint and event time (duplicates): ``{"seen":{"<event id>":
+  ["<fingerprint>",<event time, µs since the epoch>],...}}``. One record per batch,
+  not one per event: a third of the records the rater wrote, and a restore reads
+  one record for a batch's ids. A block is deleted (a tombstone) once its newest
+  event has left the dedup window. Block numbers rise by one per block written;
+  a restored state goes on from the highest it read.
+- ``seen|<event id>`` -> payload fingerprint and event time of one id: the format
+  before blocks. Still read, and deleted when its id leaves the window or is seen
+  again, so a changelog written by an older version restores and then drains;
+  never written with a value any more.
 
 The stream layer writes ``dump(key)`` for every ``dirty_keys()`` to a
 compacted changelog in the same transaction as the outputs (``None`` is a
@@ -18,6 +28,7 @@ Names inside keys cannot contain ``|``: the catalog only accepts plain names.
 
 from __future__ import annotations
 
+import heapq
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,7 +43,8 @@ from processors.money import ZERO
 
 ACC = "acc"
 CRED = "cred"
-SEEN = "seen"
+SEEN = "seen"  # one id per record: read, then deleted (see the module docstring)
+SEEN_BLOCK = "seenb"
 
 
 K = TypeVar("K", "AccumulationKey", "CreditKey")
@@ -105,6 +117,12 @@ class RatingState:
         self._dirty: set[str] = set()
         # Billing periods before this one have been dropped (see _expire_periods).
         self._kept_from = ""
+        # Seen-id blocks in the changelog (module docstring): key -> (newest event time
+        # in µs, its ids), and the same keys by newest time, oldest first, for expiry.
+        self._blocks: dict[str, tuple[int, list[str]]] = {}
+        self._block_heap: list[tuple[int, str]] = []
+        self._next_block = 0
+        self._legacy: set[str] = set()  # ids restored from one-id ``seen|`` records
 
     # -- reading ----------------------------------------------------------
     def accumulated(self, key: AccumulationKey) -> Decimal:
@@ -128,20 +146,35 @@ class RatingState:
             credit_key, used = change.credit
             self._credit_used[credit_key] = used
             self._dirty.add(credit_key.encode())
-        expired = self.dedup.record(change.event_id, change.fingerprint, change.event_time)
-        self._dirty.add(_seen_key(change.event_id))
-        if expired:
-            self._dirty.update(_seen_key(event_id) for event_id in expired)
-        self._expire_periods()
+        self.remember(change.event_id, change.fingerprint, change.event_time)
 
     def remember(self, event_id: str, fingerprint: str, event_time: datetime) -> None:
         """Record an event that changed state without being rated (e.g. a quota release),
-        so that its re-publication is recognised as a duplicate too."""
+        so that its re-publication is recognised as a duplicate too. The id goes into
+        this batch's seen-id block (``dirty_keys``)."""
         expired = self.dedup.record(event_id, fingerprint, event_time)
-        self._dirty.add(_seen_key(event_id))
-        if expired:
-            self._dirty.update(_seen_key(expired_id) for expired_id in expired)
+        legacy = self._legacy
+        if legacy:  # one-id records of an older version: delete them as their ids go
+            for gone in [event_id, *expired]:
+                if gone in legacy:  # expired, or seen again (its new block has it now)
+                    legacy.discard(gone)
+                    self._dirty.add(_seen_key(gone))
+        self._expire_blocks()
         self._expire_periods()
+
+    def _expire_blocks(self) -> None:
+        """Delete the seen-id blocks whose newest event has left the dedup window: every
+        id in them is out of the window, so a state restored without them is the same."""
+        heap = self._block_heap
+        horizon_us = self.dedup.horizon_us
+        if not heap or horizon_us is None or heap[0][0] >= horizon_us:
+            return  # the usual case
+        while heap and heap[0][0] < horizon_us:
+            newest, key = heapq.heappop(heap)
+            block = self._blocks.get(key)
+            if block is not None and block[0] == newest:  # else deleted at restore
+                del self._blocks[key]
+                self._dirty.add(key)
 
     def _expire_periods(self) -> None:
         """Drop tiers and credits of months wholly behind the dedup horizon.
@@ -163,18 +196,38 @@ class RatingState:
     # -- persistence ------------------------------------------------------
     def all_keys(self) -> set[str]:
         """Every key that currently has a value."""
-        return (
+        keys = (
             {key.encode() for key in self._accumulated}
             | {key.encode() for key in self._credit_used}
-            | {_seen_key(event_id) for event_id in self.dedup.ids()}
+            | {_seen_key(event_id) for event_id in self._legacy}
+            | set(self._blocks)
         )
+        if self.dedup.recent():
+            keys.add(self._pending_block())
+        return keys
 
     def dirty_keys(self) -> set[str]:
-        return set(self._dirty)
+        """The keys to write: changed entries, deletions, and this batch's seen-id block."""
+        keys = set(self._dirty)
+        if self.dedup.recent():
+            keys.add(self._pending_block())
+        return keys
 
     def clear_dirty(self) -> None:
+        """The dirty keys are written: this batch's seen ids are a block of the changelog."""
+        recent = self.dedup.recent()
+        if recent:
+            key = self._pending_block()
+            newest = max(event_us for _, event_us in recent.values())
+            self._blocks[key] = (newest, list(recent))
+            heapq.heappush(self._block_heap, (newest, key))
+            self._next_block += 1
         self._dirty.clear()
         self.dedup.forget_recent()
+
+    def _pending_block(self) -> str:
+        """The key of the block the ids recorded since ``clear_dirty`` will be written as."""
+        return f"{SEEN_BLOCK}|{self._next_block}"
 
     def dump(self, key: str) -> bytes | None:
         """The value to write for ``key``; None when it no longer exists (a tombstone).
@@ -184,8 +237,10 @@ class RatingState:
         rated event, every batch): the same bytes, a fraction of the cost.
         """
         kind, rest = _split(key)
+        if kind == SEEN_BLOCK:
+            return self._dump_block(key)
         if kind == SEEN:
-            seen = self.dedup.get(rest)
+            seen = self.dedup.get(rest) if rest in self._legacy else None
             if seen is None:
                 return None
             return (f'{{"event_time":{_json(iso_text(seen.event_time))},'
@@ -196,9 +251,30 @@ class RatingState:
         used = self._credit_used.get(_cred_key(rest, key))
         return None if used is None else f'{{"used":{_json(str(used))}}}'.encode()
 
+    def _dump_block(self, key: str) -> bytes | None:
+        recent = self.dedup.recent()
+        if recent and key == self._pending_block():
+            entries = [f'{_json(event_id)}:["{fingerprint}",{event_us}]'
+                       for event_id, (fingerprint, event_us) in recent.items()]
+        else:
+            block = self._blocks.get(key)
+            if block is None:
+                return None  # deleted: a tombstone
+            newest, ids = block
+            entries = []
+            for event_id in ids:
+                entry = self.dedup.entry(event_id)
+                # Not an id forgotten since, nor one seen again later (a newer block has it).
+                if entry is not None and entry[1] <= newest:
+                    entries.append(f'{_json(event_id)}:["{entry[0]}",{entry[1]}]')
+        return f'{{"seen":{{{",".join(entries)}}}}}'.encode()
+
     def load(self, key: str, value: bytes | None) -> None:
         """Restore one changelog entry (None deletes). Does not mark anything dirty."""
         kind, rest = _split(key)
+        if kind == SEEN_BLOCK:
+            self._load_block(key, rest, value)
+            return
         fields = _decode(key, value)
         try:
             if kind == ACC:
@@ -206,12 +282,55 @@ class RatingState:
             elif kind == CRED:
                 _store(self._credit_used, _cred_key(rest, key), fields, "used")
             elif fields is None:
-                self.dedup.remove(rest)
+                if rest in self._legacy:  # else a block holds the id now (seen again)
+                    self._legacy.discard(rest)
+                    self.dedup.remove(rest)
             else:
                 moment = datetime.fromisoformat(fields["event_time"])
                 self.dedup.put(rest, SeenEvent(fields["fingerprint"], moment))
+                self._legacy.add(rest)
         except (KeyError, ValueError, ArithmeticError) as exc:
             raise StateError(f"state entry {key!r} is unreadable: {exc!r}") from None
+
+    def _forget_block(self, key: str) -> None:
+        """A block's tombstone, at restore: its ids go too (they are out of the window, so
+        ``check`` would call them new anyway), except those held with a later time (seen
+        again: a newer block has them) or by an older version's one-id record read since."""
+        block = self._blocks.pop(key, None)
+        if block is None:
+            return
+        newest, ids = block
+        for event_id in ids:
+            entry = self.dedup.entry(event_id)
+            if entry is not None and entry[1] <= newest and event_id not in self._legacy:
+                self.dedup.remove(event_id)
+
+    def _load_block(self, key: str, rest: str, value: bytes | None) -> None:
+        if not rest.isdigit() or not rest.isascii():
+            raise StateError(f"malformed seen-id block key {key!r}")
+        self._next_block = max(self._next_block, int(rest) + 1)
+        if value is None:  # deleted once its ids left the window (_expire_blocks)
+            self._forget_block(key)
+            return
+        try:
+            seen = json.loads(value)["seen"]
+            if not isinstance(seen, dict) or not seen:
+                raise ValueError("no seen ids")
+            newest: int | None = None
+            legacy = self._legacy
+            for event_id, entry in seen.items():
+                fingerprint, event_us = entry
+                if not isinstance(fingerprint, str) or type(event_us) is not int:
+                    raise ValueError(f"{event_id!r}: not [fingerprint, µs]")
+                self.dedup.put_micros(event_id, fingerprint, event_us)
+                newest = event_us if newest is None or event_us > newest else newest
+                if legacy:  # seen again after an older version's record: the block has it
+                    legacy.discard(event_id)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"state entry {key!r} is unreadable: {exc!r}") from None
+        assert newest is not None  # seen is not empty
+        self._blocks[key] = (newest, list(seen))
+        heapq.heappush(self._block_heap, (newest, key))
 
 
 def _seen_key(event_id: str) -> str:
@@ -220,7 +339,7 @@ def _seen_key(event_id: str) -> str:
 
 def _split(key: str) -> tuple[str, str]:
     kind, separator, rest = key.partition("|")
-    if not separator or kind not in (ACC, CRED, SEEN):
+    if not separator or kind not in (ACC, CRED, SEEN, SEEN_BLOCK):
         raise StateError(f"unknown state key {key!r}")
     return kind, rest
 

@@ -194,7 +194,7 @@ def money_state(state: PartitionState) -> dict[str, object]:
     each account holds per item type (which ones depends on the order, not how many)."""
     held = Counter(key.rsplit("|", 1)[0] for key in state.all_keys() if key.startswith("qi|"))
     exact: dict[str, object] = {key: state.dump(key) for key in state.all_keys()
-                                if not key.startswith(("seen|", "qi|", "qu|"))}
+                                if not key.startswith(("seen|", "seenb|", "qi|", "qu|"))}
     for key in state.all_keys():
         if key.startswith("qu|"):
             usage = json.loads(state.dump(key) or b"{}")
