@@ -7,11 +7,12 @@ Three kinds of entry, each persisted under a string key with a type prefix:
 - ``cred|<account>|<billing period>`` -> usage credit used in the period;
 - ``seenb|<block number>`` -> the event ids first seen in one batch, each with its
   payload fingerprint and event time (duplicates): ``{"seen":{"<event id>":
-  ["<fingerprint>",<event time, µs since the epoch>],...}}``. One record per batch,
-  not one per event: a third of the records the rater wrote, and a restore reads
-  one record for a batch's ids. A block is deleted (a tombstone) once its newest
-  event has left the dedup window. Block numbers rise by one per block written;
-  a restored state goes on from the highest it read.
+  ["<fingerprint>",<event time, µs since the epoch>],...}}``. One record per batch
+  (more when its ids exceed SEEN_BLOCK_BYTES), not one per event: a third of the
+  records the rater wrote, and a restore reads one record for a batch's ids. A block
+  is deleted (a tombstone) once its newest event has left the dedup window. Block
+  numbers rise by one per block written; a restored state goes on from the highest
+  it read.
 - ``seen|<event id>`` -> payload fingerprint and event time of one id: the format
   before blocks. Still read, and deleted when its id leaves the window or is seen
   again, so a changelog written by an older version restores and then drains;
@@ -45,6 +46,9 @@ ACC = "acc"
 CRED = "cred"
 SEEN = "seen"  # one id per record: read, then deleted (see the module docstring)
 SEEN_BLOCK = "seenb"
+# A block's value stays far below Kafka's default 1 MB record limit, whatever the batch
+# size and the ids' length: a batch's ids fill as many blocks as they need.
+SEEN_BLOCK_BYTES = 256 * 1024
 
 
 K = TypeVar("K", "AccumulationKey", "CreditKey")
@@ -123,6 +127,9 @@ class RatingState:
         self._block_heap: list[tuple[int, str]] = []
         self._next_block = 0
         self._legacy: set[str] = set()  # ids restored from one-id ``seen|`` records
+        # The blocks the ids recorded since clear_dirty() make: key -> (value, newest
+        # event time in µs, ids). Built when first asked for, dropped by any change.
+        self._pending: dict[str, tuple[bytes, int, list[str]]] | None = None
 
     # -- reading ----------------------------------------------------------
     def accumulated(self, key: AccumulationKey) -> Decimal:
@@ -153,6 +160,7 @@ class RatingState:
         so that its re-publication is recognised as a duplicate too. The id goes into
         this batch's seen-id block (``dirty_keys``)."""
         expired = self.dedup.record(event_id, fingerprint, event_time)
+        self._pending = None
         legacy = self._legacy
         if legacy:  # one-id records of an older version: delete them as their ids go
             for gone in [event_id, *expired]:
@@ -202,32 +210,51 @@ class RatingState:
             | {_seen_key(event_id) for event_id in self._legacy}
             | set(self._blocks)
         )
-        if self.dedup.recent():
-            keys.add(self._pending_block())
+        keys.update(self._pending_blocks())
         return keys
 
     def dirty_keys(self) -> set[str]:
-        """The keys to write: changed entries, deletions, and this batch's seen-id block."""
+        """The keys to write: changed entries, deletions, and this batch's seen-id blocks."""
         keys = set(self._dirty)
-        if self.dedup.recent():
-            keys.add(self._pending_block())
+        keys.update(self._pending_blocks())
         return keys
 
     def clear_dirty(self) -> None:
-        """The dirty keys are written: this batch's seen ids are a block of the changelog."""
-        recent = self.dedup.recent()
-        if recent:
-            key = self._pending_block()
-            newest = max(event_us for _, event_us in recent.values())
-            self._blocks[key] = (newest, list(recent))
+        """The dirty keys are written: this batch's seen ids are blocks of the changelog."""
+        pending = self._pending_blocks()
+        for key, (_, newest, ids) in pending.items():
+            self._blocks[key] = (newest, ids)
             heapq.heappush(self._block_heap, (newest, key))
-            self._next_block += 1
+        self._next_block += len(pending)
+        self._pending = None
         self._dirty.clear()
         self.dedup.forget_recent()
 
-    def _pending_block(self) -> str:
-        """The key of the block the ids recorded since ``clear_dirty`` will be written as."""
-        return f"{SEEN_BLOCK}|{self._next_block}"
+    def _pending_blocks(self) -> dict[str, tuple[bytes, int, list[str]]]:
+        """The ids recorded since ``clear_dirty`` as the blocks to write, numbered on from
+        the last one: in the order recorded, each block up to SEEN_BLOCK_BYTES (an id
+        longer than that alone in its own)."""
+        if self._pending is not None:
+            return self._pending
+        blocks: dict[str, tuple[bytes, int, list[str]]] = {}
+        entries: list[str] = []
+        ids: list[str] = []
+        size = newest = 0
+        for event_id, (fingerprint, event_us) in self.dedup.recent().items():
+            entry = f'{_json(event_id)}:["{fingerprint}",{event_us}]'  # ASCII: len = bytes
+            if entries and size + len(entry) > SEEN_BLOCK_BYTES:
+                blocks[f"{SEEN_BLOCK}|{self._next_block + len(blocks)}"] = (
+                    _block_value(entries), newest, ids)
+                entries, ids, size = [], [], 0
+            newest = event_us if not entries or event_us > newest else newest
+            entries.append(entry)
+            ids.append(event_id)
+            size += len(entry) + 1
+        if entries:
+            blocks[f"{SEEN_BLOCK}|{self._next_block + len(blocks)}"] = (
+                _block_value(entries), newest, ids)
+        self._pending = blocks
+        return blocks
 
     def dump(self, key: str) -> bytes | None:
         """The value to write for ``key``; None when it no longer exists (a tombstone).
@@ -252,26 +279,25 @@ class RatingState:
         return None if used is None else f'{{"used":{_json(str(used))}}}'.encode()
 
     def _dump_block(self, key: str) -> bytes | None:
-        recent = self.dedup.recent()
-        if recent and key == self._pending_block():
-            entries = [f'{_json(event_id)}:["{fingerprint}",{event_us}]'
-                       for event_id, (fingerprint, event_us) in recent.items()]
-        else:
-            block = self._blocks.get(key)
-            if block is None:
-                return None  # deleted: a tombstone
-            newest, ids = block
-            entries = []
-            for event_id in ids:
-                entry = self.dedup.entry(event_id)
-                # Not an id forgotten since, nor one seen again later (a newer block has it).
-                if entry is not None and entry[1] <= newest:
-                    entries.append(f'{_json(event_id)}:["{entry[0]}",{entry[1]}]')
-        return f'{{"seen":{{{",".join(entries)}}}}}'.encode()
+        pending = self._pending_blocks().get(key)
+        if pending is not None:
+            return pending[0]
+        block = self._blocks.get(key)
+        if block is None:
+            return None  # deleted: a tombstone
+        newest, ids = block
+        entries = []
+        for event_id in ids:
+            entry = self.dedup.entry(event_id)
+            # Not an id forgotten since, nor one seen again later (a newer block has it).
+            if entry is not None and entry[1] <= newest:
+                entries.append(f'{_json(event_id)}:["{entry[0]}",{entry[1]}]')
+        return _block_value(entries)
 
     def load(self, key: str, value: bytes | None) -> None:
         """Restore one changelog entry (None deletes). Does not mark anything dirty."""
         kind, rest = _split(key)
+        self._pending = None
         if kind == SEEN_BLOCK:
             self._load_block(key, rest, value)
             return
@@ -331,6 +357,10 @@ class RatingState:
         assert newest is not None  # seen is not empty
         self._blocks[key] = (newest, list(seen))
         heapq.heappush(self._block_heap, (newest, key))
+
+
+def _block_value(entries: list[str]) -> bytes:
+    return f'{{"seen":{{{",".join(entries)}}}}}'.encode()
 
 
 def _seen_key(event_id: str) -> str:

@@ -12,7 +12,13 @@ import pytest
 from processors.dedup import payload_fingerprint
 from processors.events import UsageEvent
 from processors.rating import DUPLICATE, Rated, RatingOutcome, Skipped, rate
-from processors.state import AccumulationKey, CreditKey, RatingState, StateError
+from processors.state import (
+    SEEN_BLOCK_BYTES,
+    AccumulationKey,
+    CreditKey,
+    RatingState,
+    StateError,
+)
 from tests.unit.processors.factories import CATALOG, ORIGIN, RATED_AT, event
 
 D = Decimal
@@ -167,6 +173,31 @@ def test_a_block_lives_until_its_newest_event_leaves_the_window() -> None:
          RATED_AT)
     assert state.dirty_keys() == {"seenb|0", "seenb|2"}
     assert state.dump("seenb|0") is None
+
+
+def test_a_batch_of_long_ids_fills_as_many_blocks_as_it_needs() -> None:
+    """Each block stays under SEEN_BLOCK_BYTES (Kafka refuses records over 1 MB), in the
+    order recorded; an id longer than that alone goes in a block of its own."""
+    state = RatingState()
+    at = datetime(2026, 11, 3, tzinfo=UTC)
+    long_ids = [f"{n}-" + "x" * 100_000 for n in range(5)] + ["huge-" + "y" * 300_000, "z"]
+    for event_id in long_ids:
+        state.remember(event_id, "ab" * 32, at)
+    assert state.dirty_keys() == {f"seenb|{n}" for n in range(5)}
+    blocks = [json.loads(state.dump(f"seenb|{n}") or b"")["seen"] for n in range(5)]
+    assert [list(block) for block in blocks] == [
+        long_ids[0:2], long_ids[2:4], long_ids[4:5], long_ids[5:6], long_ids[6:7]]
+    assert all(len(state.dump(f"seenb|{n}") or b"") <= SEEN_BLOCK_BYTES for n in (0, 1, 2))
+    changelog = _written(state)
+    assert state.all_keys() == {f"seenb|{n}" for n in range(5)}
+    state.remember("next", "cd" * 32, at)
+    assert state.dirty_keys() == {"seenb|5"}
+    restored = _restored(dict(changelog))
+    seen = _logical(state)["seen"]
+    assert isinstance(seen, dict)
+    del seen["next"]  # recorded after the changelog was written
+    assert _logical(restored)["seen"] == seen
+    assert list(seen) == sorted(long_ids)
 
 
 def test_block_numbers_go_on_from_the_highest_restored() -> None:
