@@ -241,7 +241,7 @@ class RatingState:
         ids: list[str] = []
         size = newest = 0
         for event_id, (fingerprint, event_us) in self.dedup.recent().items():
-            entry = f'{_json(event_id)}:["{fingerprint}",{event_us}]'  # ASCII: len = bytes
+            entry = _block_entry(event_id, fingerprint, event_us)  # ASCII: len = bytes
             if entries and size + len(entry) > SEEN_BLOCK_BYTES:
                 blocks[f"{SEEN_BLOCK}|{self._next_block + len(blocks)}"] = (
                     _block_value(entries), newest, ids)
@@ -291,7 +291,7 @@ class RatingState:
             entry = self.dedup.entry(event_id)
             # Not an id forgotten since, nor one seen again later (a newer block has it).
             if entry is not None and entry[1] <= newest:
-                entries.append(f'{_json(event_id)}:["{entry[0]}",{entry[1]}]')
+                entries.append(_block_entry(event_id, *entry))
         return _block_value(entries)
 
     def load(self, key: str, value: bytes | None) -> None:
@@ -357,6 +357,11 @@ class RatingState:
         assert newest is not None  # seen is not empty
         self._blocks[key] = (newest, list(seen))
         heapq.heappush(self._block_heap, (newest, key))
+
+
+def _block_entry(event_id: str, fingerprint: str, event_us: int) -> str:
+    """One id of a seen-id block's JSON (``_block_value``), ASCII-only."""
+    return f'{_json(event_id)}:["{fingerprint}",{event_us}]'
 
 
 def _block_value(entries: list[str]) -> bytes:
