@@ -285,14 +285,20 @@ class RatingState:
         block = self._blocks.get(key)
         if block is None:
             return None  # deleted: a tombstone
+        return _block_value([_block_entry(event_id, *entry)
+                             for event_id, entry in self._still_held(block)])
+
+    def _still_held(self, block: tuple[int, list[str]]) -> list[tuple[str, tuple[str, int]]]:
+        """The ids of a block the window still holds as the block has them, with their
+        entries: not those forgotten since, nor those seen again later (a newer block
+        has them)."""
         newest, ids = block
-        entries = []
+        held = []
         for event_id in ids:
             entry = self.dedup.entry(event_id)
-            # Not an id forgotten since, nor one seen again later (a newer block has it).
             if entry is not None and entry[1] <= newest:
-                entries.append(_block_entry(event_id, *entry))
-        return _block_value(entries)
+                held.append((event_id, entry))
+        return held
 
     def load(self, key: str, value: bytes | None) -> None:
         """Restore one changelog entry (None deletes). Does not mark anything dirty."""
@@ -325,10 +331,8 @@ class RatingState:
         block = self._blocks.pop(key, None)
         if block is None:
             return
-        newest, ids = block
-        for event_id in ids:
-            entry = self.dedup.entry(event_id)
-            if entry is not None and entry[1] <= newest and event_id not in self._legacy:
+        for event_id, _ in self._still_held(block):
+            if event_id not in self._legacy:
                 self.dedup.remove(event_id)
 
     def _load_block(self, key: str, rest: str, value: bytes | None) -> None:
