@@ -23,7 +23,7 @@ from processors.pipeline import PartitionState
 from stream.catalog_feed import publish_catalog
 from stream.clients import admin_client, idempotent_producer, reading_consumer, registry_client
 from stream.contracts import Codecs, build_codecs
-from stream.lag import caught_up
+from stream.lag import caught_up, committed_since
 from stream.publisher import UsagePublisher
 from stream.readback import Record, read_all
 from stream.settings import REPO_ROOT, Connections, Settings, load_settings
@@ -94,6 +94,16 @@ class Pipeline:
             time.sleep(0.3)
         raise AssertionError(f"pipeline did not catch up in {timeout_s} s; logs: "
                              f"{[str(p.log_path) for p in self.processes]}")
+
+    def wait_committed(self, topic: str, count: int, process: ProcessorProcess,
+                       timeout_s: float = 120.0) -> None:
+        """Until the group has committed ``count`` offsets of ``topic`` (``process``
+        alive); polled often, so a caller can act while the stream is still running."""
+        deadline = time.monotonic() + timeout_s
+        while committed_since(self.connections, self.group_id, topic, {}) < count:
+            process.check_alive()
+            assert time.monotonic() < deadline, process.log_tail()
+            time.sleep(0.05)
 
     def rated(self) -> list[Record]:
         return read_all(self.connections, self.settings.topics.rated.name,

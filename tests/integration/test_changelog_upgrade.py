@@ -9,14 +9,12 @@ event re-published within the dedup window.
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 
 import pytest
 
 from processors.dedup import payload_fingerprint
 from stream.clients import idempotent_producer
-from stream.lag import committed_since
 from stream.readback import read_all
 from tests.integration.events import order_independent_mix
 from tests.integration.harness import Pipeline
@@ -31,12 +29,7 @@ def test_seen_ids_of_one_record_each_restore_and_their_events_are_duplicates(
     by_id = {event.event_id: event for event in events}
     # Route only: usage.by-account then tells which rater partition holds each event.
     router = pipeline.start_processor("0", "--stages", "router")
-    deadline = time.monotonic() + 120
-    events_topic = pipeline.settings.topics.events.name
-    while committed_since(pipeline.connections, pipeline.group_id, events_topic, {}) < len(events):
-        router.check_alive()
-        assert time.monotonic() < deadline, router.log_tail()
-        time.sleep(0.2)
+    pipeline.wait_committed(pipeline.settings.topics.events.name, len(events), router)
     router.stop()
     routed = read_all(pipeline.connections, pipeline.settings.topics.by_account.name,
                       pipeline.codecs.event_decoder)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import pytest
 
-from stream.lag import committed_since
 from tests.integration.events import order_independent_mix
 from tests.integration.expectations import expected_run, observed_alerts, observed_totals
 from tests.integration.harness import Pipeline, money_state
@@ -35,13 +33,8 @@ def test_sigkill_mid_stream_then_restart_accounts_every_event_exactly_once(
     pipeline.load_catalog()
     events = pipeline.publish(order_independent_mix(30_000, seed=11))
     first = pipeline.start_processor("0")
-    deadline = time.monotonic() + 120
     # Kill once the rater (not just the router) is well into the stream: state exists.
-    topic = pipeline.settings.topics.by_account.name
-    while committed_since(pipeline.connections, pipeline.group_id, topic, {}) < 6_000:
-        first.check_alive()
-        assert time.monotonic() < deadline, first.log_tail()
-        time.sleep(0.05)
+    pipeline.wait_committed(pipeline.settings.topics.by_account.name, 6_000, first)
     first.kill()
     assert not pipeline.caught_up(), "the kill must land mid-stream for this test to mean much"
 
