@@ -8,11 +8,17 @@ Invariant (read this before changing anything below):
   committed offsets at the start of the uncommitted batch and the state
   changelog at the matching point.
 
-  The next consume() is called only after the transaction has been
-  committed, or aborted AND the consumer rewound AND in-memory state
-  re-restored. A rebalance callback therefore never runs inside an open
-  transaction, and state handed over to another instance is exactly what
-  was committed.
+  A batch's transaction is finished (offsets, commit) on a commit thread
+  while this thread consumes and processes the next batch, on the state the
+  first one left. The next batch's outputs are produced only after that
+  commit succeeded, in the next transaction. When it failed, both batches
+  are forgotten together: the transaction aborted, the consumer rewound to
+  the first offsets of both, and in-memory state re-restored from the
+  committed changelog; then they are consumed again.
+
+  A rebalance callback first waits for the batch being committed (and aborts
+  and resets it if it failed), so it never runs while a transaction is open,
+  and state handed over to another instance is exactly what was committed.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import NamedTuple, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -113,6 +120,10 @@ class ExactlyOnceLoop:
         self.batches_committed = 0
         self._backoff_s = 0.0
         self._listener = listener
+        # One thread finishes each batch's transaction (offsets, commit) while this one
+        # consumes and processes the next batch: the two overlap, never two commits.
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="commit")
+        self._committing: _Committing | None = None
 
     def run(self, should_stop: Callable[[], bool],
             between_batches: Callable[[], object] | None = None) -> None:
@@ -133,10 +144,16 @@ class ExactlyOnceLoop:
                 batch = [m for m in messages if self._usable(m)]
                 if batch:
                     self._process_batch(batch)
+                else:
+                    self._settle()
         finally:
-            gc.set_threshold(*thresholds)
-            self._consumer.close()
-            self._producer.flush(10)
+            try:
+                self._settle()
+            finally:
+                self._committer.shutdown()
+                gc.set_threshold(*thresholds)
+                self._consumer.close()
+                self._producer.flush(10)
 
     def _usable(self, message: Message) -> bool:
         error = message.error()
@@ -149,38 +166,45 @@ class ExactlyOnceLoop:
 
     def _process_batch(self, batch: list[Message]) -> None:
         started = time.perf_counter()
-        self._producer.begin_transaction()
         try:
-            stage_by_topic = self._stage_by_topic
-            produce = self._produce
-            for message in batch:
-                for output in stage_by_topic[message.topic() or ""].process(message):
-                    produce(output)
-            for stage in self._stages:
-                for output in stage.end_batch():
-                    self._produce(output)
-            self._producer.send_offsets_to_transaction(
-                _next_offsets(batch), self._consumer.consumer_group_metadata())
-            self._commit()
-        except KafkaException as exc:
-            self._abort(batch, exc)
-            return
+            outputs = self._outputs_of(batch)
         except TransientError as exc:
-            self._abort(batch, None)
+            self._give_up(batch)
             self._backoff_s = min(self._backoff_s * 2 or 0.5, 30.0)
             log.warning("batch aborted, retrying in %.1f s: %s", self._backoff_s, exc)
             time.sleep(self._backoff_s)
             return
         except Exception:
             # A bug or a transient dependency failure (e.g. the registry is down):
-            # nothing of this batch may become visible. Abort, rewind, then re-raise.
-            self._abort(batch, None)
+            # nothing of this batch may become visible. Forget it, rewind, then re-raise.
+            self._give_up(batch)
             raise
-        self.batches_committed += 1
-        self._backoff_s = 0.0
-        metrics.BATCH_SIZE.observe(len(batch))
-        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-        metrics.TRANSACTIONS.labels(result="committed").inc()
+        # This batch was processed on the state the previous batch left: it may be written
+        # only once that batch is committed, and is redone with it if that one aborted.
+        if not self._settle(also_redo=batch):
+            return
+        try:
+            self._producer.begin_transaction()
+            produce = self._produce
+            for output in outputs:
+                produce(output)
+        except KafkaException as exc:
+            self._abort([batch], exc)
+            return
+        self._committing = _Committing(
+            self._committer.submit(self._commit, batch, self._consumer.consumer_group_metadata(),
+                                   started), batch)
+
+    def _outputs_of(self, batch: list[Message]) -> list[Output]:
+        """Every output of the batch, changelog records last (state changes are applied)."""
+        outputs: list[Output] = []
+        stage_by_topic = self._stage_by_topic
+        extend = outputs.extend
+        for message in batch:
+            extend(stage_by_topic[message.topic() or ""].process(message))
+        for stage in self._stages:
+            extend(stage.end_batch())
+        return outputs
 
     def _produce(self, output: Output) -> None:
         while True:
@@ -199,35 +223,75 @@ class ExactlyOnceLoop:
                 # Local queue full: serve delivery reports to make room, then retry.
                 self._producer.poll(0.05)
 
-    def _commit(self) -> None:
+    def _commit(self, batch: list[Message], group_metadata: object, started: float) -> None:
+        """On the commit thread: the batch's offsets into its transaction, then commit."""
+        self._producer.send_offsets_to_transaction(_next_offsets(batch), group_metadata)
         while True:
             try:
                 self._producer.commit_transaction()
-                return
+                break
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
                 if error.retriable():
                     log.warning("commit_transaction retriable error, retrying: %s", error)
                     continue
                 raise
+        self.batches_committed += 1
+        metrics.BATCH_SIZE.observe(len(batch))
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.TRANSACTIONS.labels(result="committed").inc()
 
-    def _abort(self, batch: list[Message], cause: KafkaException | None) -> None:
-        if cause is not None:
-            error: KafkaError = cause.args[0]
-            if error.fatal():
-                # Fenced by a newer instance with our transactional id, or the producer is
-                # unusable: exit; a restart resumes from the last committed batch.
-                raise FatalProcessingError(f"transaction failed fatally: {error}") from cause
-            # Abortable or retriable (e.g. the coordinator moved): abort, rewind, redo.
-            log.warning("aborting transaction: %s", error)
+    def _settle(self, also_redo: list[Message] | None = None,
+                leaving: Sequence[TopicPartition] = ()) -> bool:
+        """Wait for the batch being committed; True when it is (or there was none).
+
+        When its transaction failed: abort it, forget the state changes of it and of
+        ``also_redo`` (processed on top of it), and rewind to the first of either, but
+        for the partitions ``leaving`` (being revoked: the next owner starts from the
+        committed offsets anyway)."""
+        committing, self._committing = self._committing, None
+        if committing is None:
+            return True
+        try:
+            committing.done.result()
+        except KafkaException as exc:
+            self._abort([committing.batch, also_redo or []], exc, leaving)
+            return False
+        self._backoff_s = 0.0
+        return True
+
+    def _give_up(self, batch: list[Message]) -> None:
+        """Processing ``batch`` failed before its transaction began: forget and rewind it."""
+        if not self._settle(also_redo=batch):
+            return  # the batch before failed too: both are already forgotten and rewound
+        metrics.TRANSACTIONS.labels(result="aborted").inc()
+        self._rewind([batch])
+
+    def _abort(self, batches: Sequence[list[Message]], cause: KafkaException,
+               leaving: Sequence[TopicPartition] = ()) -> None:
+        error: KafkaError = cause.args[0]
+        if error.fatal():
+            # Fenced by a newer instance with our transactional id, or the producer is
+            # unusable: exit; a restart resumes from the last committed batch.
+            raise FatalProcessingError(f"transaction failed fatally: {error}") from cause
+        # Abortable or retriable (e.g. the coordinator moved): abort, rewind, redo.
+        log.warning("aborting transaction: %s", error)
         self._producer.abort_transaction()
         metrics.TRANSACTIONS.labels(result="aborted").inc()
-        for tp in _first_offsets(batch):
-            self._consumer.seek(tp)
+        self._rewind(batches, leaving)
+
+    def _rewind(self, batches: Sequence[list[Message]],
+                leaving: Sequence[TopicPartition] = ()) -> None:
+        """Back to the first offset of ``batches`` per partition; state as committed."""
+        gone = {(tp.topic, tp.partition) for tp in leaving}
+        for tp in _first_offsets([message for batch in batches for message in batch]):
+            if (tp.topic, tp.partition) not in gone:
+                self._consumer.seek(tp)
         for stage in self._stages:
             stage.abort_batch()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._settle()
         self._assignment = list(partitions)
         log.info("partitions assigned %s", _describe(partitions))
         if self._listener is not None:
@@ -238,12 +302,20 @@ class ExactlyOnceLoop:
             self._listener.assigned(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # The batch being committed holds these partitions' offsets and state: finish it
+        # (or abort it) before they move, so the next owner starts from what was committed.
+        self._settle(leaving=partitions)
         log.info("partitions revoked %s", _describe(partitions))
         for stage in self._stages:
             stage.revoked([tp for tp in partitions if tp.topic in stage.topics])
         self._assignment = []
         if self._listener is not None:
             self._listener.revoked(partitions)
+
+
+class _Committing(NamedTuple):
+    done: Future[None]
+    batch: list[Message]
 
 
 def _next_offsets(batch: list[Message]) -> list[TopicPartition]:

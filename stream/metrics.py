@@ -11,7 +11,8 @@ Served per process on ``/metrics`` by stream/observability.py (``--metrics-port`
   ``rating_events_dead_lettered_total{stage,reason}``: throughput and outcomes.
 - ``rating_amount_rated_total{kind=net|gross,currency,provider}``: revenue.
 - ``rating_batch_records``, ``rating_batch_seconds`` (histograms),
-  ``rating_transactions_total{result=committed|aborted}``: the exactly-once loop.
+  ``rating_transactions_total{result=committed|aborted}``: the exactly-once loop's batches
+  (aborted: its transaction aborted, or its processing failed before it began).
 - ``rating_catalog_info{version}`` (1 for the version in use),
   ``rating_state_restored_records_total``.
 - ``rating_consumer_lag_records{topic,partition}``: high watermark minus the

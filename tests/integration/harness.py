@@ -95,12 +95,16 @@ class Pipeline:
         raise AssertionError(f"pipeline did not catch up in {timeout_s} s; logs: "
                              f"{[str(p.log_path) for p in self.processes]}")
 
+    def committed(self, topic: str) -> int:
+        """How many offsets of ``topic`` the group has committed."""
+        return committed_since(self.connections, self.group_id, topic, {})
+
     def wait_committed(self, topic: str, count: int, process: ProcessorProcess,
                        timeout_s: float = 120.0) -> None:
         """Until the group has committed ``count`` offsets of ``topic`` (``process``
         alive); polled often, so a caller can act while the stream is still running."""
         deadline = time.monotonic() + timeout_s
-        while committed_since(self.connections, self.group_id, topic, {}) < count:
+        while self.committed(topic) < count:
             process.check_alive()
             assert time.monotonic() < deadline, process.log_tail()
             time.sleep(0.05)
