@@ -9,12 +9,13 @@ rater:  usage.by-account -> rate with the current catalog and the partition's
 from __future__ import annotations
 
 import logging
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 
 from confluent_kafka import Message, TopicPartition
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from processors.catalog import Catalog
 from processors.catalog.model import MissingPolicy
@@ -66,6 +67,41 @@ class _Tally:
             (metrics.labelled(metric, *labels) if labels else metric).inc(float(amount))
         self._counts.clear()
         self._amounts.clear()
+
+
+class _HistogramTally:
+    """Observations of one batch, added to a Prometheus histogram once per batch.
+
+    ``Histogram.observe`` is interpreted prometheus-client code that takes two locks per
+    value (about 4% of the rater when called per rated event). Here a value costs a
+    bisect and two additions in compiled code, and ``flush`` adds each bucket's count
+    once: the exposition is the same as observing each value (a test compares them).
+    """
+
+    def __init__(self, histogram: Histogram) -> None:
+        self._histogram = histogram
+        # The same buckets as observe(): the first upper bound >= the value (+Inf last).
+        self._bounds: list[float] = list(histogram._upper_bounds)
+        self._counts = [0] * len(self._bounds)
+        self._total = 0.0
+        self._observed = 0
+
+    def observe(self, value: float) -> None:
+        self._counts[bisect_left(self._bounds, value)] += 1
+        self._total += value
+        self._observed += 1
+
+    def flush(self) -> None:
+        if not self._observed:
+            return
+        buckets = self._histogram._buckets
+        for index, count in enumerate(self._counts):
+            if count:
+                buckets[index].inc(count)
+                self._counts[index] = 0
+        self._histogram._sum.inc(self._total)
+        self._total = 0.0
+        self._observed = 0
 
 
 class _DecodingStage(StatelessStage):
@@ -135,6 +171,7 @@ class RaterStage(_DecodingStage):
         self._store = store
         self._no_agreement = no_agreement
         self._blocked: dict[str, int] = {}  # quota rejections of the batch, by reason
+        self._end_to_end = _HistogramTally(metrics.END_TO_END_SECONDS)
 
     @property
     def topics(self) -> Sequence[str]:
@@ -165,8 +202,7 @@ class RaterStage(_DecodingStage):
     def _rated(self, rated: RatedUsage) -> Output:
         event = rated.event
         self._tally.count(metrics.EVENTS_RATED, rated.currency)
-        metrics.END_TO_END_SECONDS.observe(
-            max(0.0, (self._clock() - event.event_time).total_seconds()))
+        self._end_to_end.observe(max(0.0, (self._clock() - event.event_time).total_seconds()))
         provider = rated.event.provider or "-"
         # Label order: kind, currency, provider.
         self._tally.amount(metrics.AMOUNT_RATED, rated.net_amount, "net", rated.currency,
@@ -229,6 +265,7 @@ class RaterStage(_DecodingStage):
 
     def end_batch(self) -> Iterable[Output]:
         self._tally.flush()
+        self._end_to_end.flush()
         self._log_blocked()
         return self._store.changelog_records()
 
@@ -240,5 +277,6 @@ class RaterStage(_DecodingStage):
 
     def abort_batch(self) -> None:
         self._tally.flush()
+        self._end_to_end.flush()
         self._log_blocked()
         self._store.reset()

@@ -6,10 +6,11 @@ import logging
 from decimal import Decimal
 
 import pytest
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest
 
 from bench import offline
 from stream.serde import SCHEMA_FILES, AvroDecoder
+from stream.stages import _HistogramTally
 
 FIXTURE = offline.fixture(events=600, seed=11)
 
@@ -27,7 +28,8 @@ def test_counters_add_up_per_batch_to_what_the_stages_wrote() -> None:
               "routed": _sample("rating_events_routed_total"),
               "rated": _sample("rating_events_rated_total", currency="USD"),
               "blocked": _sample("rating_events_dead_lettered_total", stage="quota"),
-              "net": _sample("rating_amount_rated_total", kind="net", currency="USD")}
+              "net": _sample("rating_amount_rated_total", kind="net", currency="USD"),
+              "latencies": _sample("rating_end_to_end_seconds_count")}
     lane = offline.new_lane(FIXTURE.codecs, FIXTURE.settings, FIXTURE.catalog)
     routed = offline.routed_messages(offline.run_stage(lane.router, FIXTURE.inputs),
                                      topics.by_account.name)
@@ -44,6 +46,7 @@ def test_counters_add_up_per_batch_to_what_the_stages_wrote() -> None:
     assert _sample("rating_events_rated_total", currency="USD") - before["rated"] == len(rated)
     assert _sample("rating_events_dead_lettered_total", stage="quota") - before["blocked"] == \
         len(blocked)
+    assert _sample("rating_end_to_end_seconds_count") - before["latencies"] == len(rated)
     net = _sample("rating_amount_rated_total", kind="net", currency="USD") - before["net"]
     assert net == pytest.approx(float(sum(Decimal(r["net_amount"]) for r in rated)))
 
@@ -66,3 +69,29 @@ def test_quota_blocks_are_logged_once_per_batch_not_once_per_event(
                for r in per_event)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING
                 and getattr(r, "stage", None) == "quota"]
+
+
+def test_a_batch_of_observations_exposes_as_the_same_values_observed_one_by_one() -> None:
+    buckets = (0.05, 0.1, 0.25, 1, 60)
+    values = [0.0, 0.01, 0.05, 0.050001, 0.1, 0.2, 0.25, 0.7, 1.0, 59.9, 60.0, 61.0, 1e9]
+    expositions = []
+    for batched in (False, True):
+        registry = CollectorRegistry()
+        histogram = Histogram("latency_seconds", "test", buckets=buckets, registry=registry)
+        if batched:
+            tally = _HistogramTally(histogram)
+            for value in values[:5]:
+                tally.observe(value)
+            tally.flush()
+            tally.flush()  # nothing new: adds nothing
+            for value in values[5:]:
+                tally.observe(value)
+            tally.flush()
+        else:
+            for value in values:
+                histogram.observe(value)
+        expositions.append([line for line in generate_latest(registry).decode().splitlines()
+                            if "_created" not in line])
+    assert expositions[0] == expositions[1]
+    assert 'latency_seconds_bucket{le="0.05"} 3.0' in expositions[1]  # bounds are inclusive
+    assert 'latency_seconds_bucket{le="+Inf"} 13.0' in expositions[1]
