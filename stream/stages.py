@@ -84,15 +84,13 @@ class _HistogramTally:
         self._bounds: list[float] = list(histogram._upper_bounds)
         self._counts = [0] * len(self._bounds)
         self._total = 0.0
-        self._observed = 0
 
     def observe(self, value: float) -> None:
         self._counts[bisect_left(self._bounds, value)] += 1
         self._total += value
-        self._observed += 1
 
     def flush(self) -> None:
-        if not self._observed:
+        if not any(self._counts):
             return
         buckets = self._histogram._buckets
         for index, count in enumerate(self._counts):
@@ -101,7 +99,6 @@ class _HistogramTally:
                 self._counts[index] = 0
         self._histogram._sum.inc(self._total)
         self._total = 0.0
-        self._observed = 0
 
 
 class _DecodingStage(StatelessStage):
