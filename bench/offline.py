@@ -65,7 +65,7 @@ from stream.loop import GC_THRESHOLD, Stage
 from stream.messages import Output
 from stream.serde import SCHEMA_FILES, AvroDecoder, AvroEncoder
 from stream.settings import Settings, load_settings
-from stream.stages import RaterStage, RouterStage
+from stream.stages import DecodedEvents, RaterStage, RouterStage
 from stream.state_store import ChangelogStateStore
 
 PARTITIONS = 6
@@ -138,17 +138,23 @@ class Lane:
     router: RouterStage
     rater: RaterStage
     store: ChangelogStateStore
+    handoff: DecodedEvents | None
 
 
-def new_lane(codecs: Codecs, settings: Settings, catalog: Catalog) -> Lane:
+def new_lane(codecs: Codecs, settings: Settings, catalog: Catalog,
+             handoff: bool = True) -> Lane:
     topics = settings.topics
     window = timedelta(days=settings.processor.dedup_window_days)
     store = ChangelogStateStore(_EmptyChangelog(), topics.changelog.name,  # type: ignore[arg-type]
                                 lambda: PartitionState(dedup_window=window))
     store.restore(range(PARTITIONS))
-    router = RouterStage(codecs, topics, lambda: catalog, clock=lambda: NOW)
-    rater = RaterStage(codecs, topics, lambda: catalog, store, clock=lambda: NOW)
-    return Lane(router, rater, store)
+    # One process with both stages, as `rating process` runs them: the rater takes the
+    # events the router decoded (the rater lane alone finds none and decodes them all).
+    events = DecodedEvents() if handoff else None
+    router = RouterStage(codecs, topics, lambda: catalog, clock=lambda: NOW, handoff=events)
+    rater = RaterStage(codecs, topics, lambda: catalog, store, clock=lambda: NOW,
+                       handoff=events)
+    return Lane(router, rater, store, events)
 
 
 def input_messages(records: Sequence[tuple[bytes, bytes]], topic: str) -> list[Message]:
@@ -163,9 +169,11 @@ def input_messages(records: Sequence[tuple[bytes, bytes]], topic: str) -> list[M
     return messages
 
 
-def routed_messages(outputs: Sequence[Output], topic: str) -> list[Message]:
-    """The router's outputs to ``topic`` as the rater consumes them."""
-    offsets = [0] * PARTITIONS
+def routed_messages(outputs: Sequence[Output], topic: str,
+                    offsets: list[int] | None = None) -> list[Message]:
+    """The router's outputs to ``topic`` as the rater consumes them (``offsets``: the
+    next offset of each partition, advanced here; from 0 when not given)."""
+    offsets = [0] * PARTITIONS if offsets is None else offsets
     messages = []
     for output in outputs:
         if output.topic != topic or output.key is None:
@@ -189,10 +197,36 @@ def run_stage(stage: Stage, messages: Sequence[Message]) -> list[Output]:
     ``end_batch`` per batch of BATCH records."""
     outputs: list[Output] = []
     for batch in _batches(messages):
-        for message in batch:
-            outputs.extend(stage.process(message))
-        outputs.extend(stage.end_batch())
+        outputs.extend(run_batch(stage, batch))
     return outputs
+
+
+def run_batch(stage: Stage, batch: Sequence[Message]) -> list[Output]:
+    outputs: list[Output] = []
+    for message in batch:
+        outputs.extend(stage.process(message))
+    outputs.extend(stage.end_batch())
+    return outputs
+
+
+def run_both(lane: Lane, inputs: Sequence[Message], topic: str) -> list[Output]:
+    """Router then rater, a batch at a time, as one process runs them: the rater's
+    batches are BATCH routed records (the last one shorter), as with ``run_stage`` over
+    all of the router's outputs, so the outputs are the same; the router's come first."""
+    routed: list[Output] = []
+    rated: list[Output] = []
+    offsets = [0] * PARTITIONS
+    waiting: list[Message] = []
+    for batch in _batches(inputs):
+        outputs = run_batch(lane.router, batch)
+        routed.extend(outputs)
+        waiting.extend(routed_messages(outputs, topic, offsets))
+        while len(waiting) >= BATCH:
+            rated.extend(run_batch(lane.rater, waiting[:BATCH]))
+            del waiting[:BATCH]
+    if waiting:
+        rated.extend(run_batch(lane.rater, waiting))
+    return routed + rated
 
 
 @dataclass
@@ -223,9 +257,7 @@ def fixture(events: int, seed: int, records: list[tuple[bytes, bytes]] | None = 
 def lane_rating(fx: Fixture) -> tuple[int, Callable[[], object]]:
     def run() -> object:
         lane = new_lane(fx.codecs, fx.settings, fx.catalog)
-        routed = run_stage(lane.router, fx.inputs)
-        return routed + run_stage(lane.rater, routed_messages(routed,
-                                                        fx.settings.topics.by_account.name))
+        return run_both(lane, fx.inputs, fx.settings.topics.by_account.name)
     return len(fx.inputs), run
 
 

@@ -33,7 +33,7 @@ from stream.observability import (
     stop_server,
 )
 from stream.settings import Connections, Settings
-from stream.stages import RaterStage, RouterStage
+from stream.stages import DecodedEvents, RaterStage, RouterStage
 from stream.state_store import ChangelogStateStore
 from stream.subscription_stage import SubscriptionStage, build_subscription_stage
 
@@ -93,13 +93,16 @@ def _run(settings: Settings, connections: Connections, options: RunOptions,
     window = timedelta(days=settings.processor.dedup_window_days)
     stages: list[Stage] = []
     store = None
+    # Both stages in this process: the rater takes the events the router decoded.
+    handoff = DecodedEvents() if {"router", "rater"} <= set(options.stages) else None
     if "router" in options.stages:
-        stages.append(RouterStage(codecs, topics, lambda: feed.current))
+        stages.append(RouterStage(codecs, topics, lambda: feed.current, handoff=handoff))
     if "rater" in options.stages:
         store = ChangelogStateStore(reading_consumer(connections), topics.changelog.name,
                                     lambda: PartitionState(dedup_window=window))
         stages.append(RaterStage(codecs, topics, lambda: feed.current, store,
-                                 no_agreement=MissingPolicy(settings.processor.no_agreement)))
+                                 no_agreement=MissingPolicy(settings.processor.no_agreement),
+                                 handoff=handoff))
     licences: SubscriptionStage | None = None
     if "subscriptions" in options.stages:
         licences = build_subscription_stage(codecs, connections, topics, lambda: feed.current)

@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_l
 
 from bench import offline
 from stream.serde import SCHEMA_FILES, AvroDecoder
-from stream.stages import _HistogramTally
+from stream.stages import DecodedEvents, _HistogramTally
 
 FIXTURE = offline.fixture(events=600, seed=11)
 
@@ -69,6 +69,41 @@ def test_quota_blocks_are_logged_once_per_batch_not_once_per_event(
                for r in per_event)
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING
                 and getattr(r, "stage", None) == "quota"]
+
+
+def test_the_rater_takes_the_routers_events_and_writes_what_it_writes_decoding_them() -> None:
+    topics = FIXTURE.settings.topics
+    apart = offline.new_lane(FIXTURE.codecs, FIXTURE.settings, FIXTURE.catalog, handoff=False)
+    routed = offline.run_stage(apart.router, FIXTURE.inputs)
+    decoding = routed + offline.run_stage(
+        apart.rater, offline.routed_messages(routed, topics.by_account.name))
+    together = offline.new_lane(FIXTURE.codecs, FIXTURE.settings, FIXTURE.catalog)
+    handoff = together.handoff
+    assert handoff is not None
+    taking = offline.run_both(together, FIXTURE.inputs, topics.by_account.name)
+    assert taking == decoding
+    # Each distinct record is taken once; a re-published copy (the same bytes, put
+    # again under the same key) finds nothing the second time and is decoded.
+    distinct = len({m.value() for m in FIXTURE.routed})
+    assert distinct < len(FIXTURE.routed)  # the workload re-publishes some events
+    assert (handoff.taken, handoff.missed) == (distinct, len(FIXTURE.routed) - distinct)
+    assert len(handoff) == 0
+
+
+def test_decoded_events_are_taken_once_by_their_bytes_and_the_oldest_dropped() -> None:
+    events = FIXTURE.decoded
+    values = [m.value() for m in FIXTURE.routed]
+    handoff = DecodedEvents(limit=4)
+    for value, event in zip(values[:3], events[:3], strict=True):
+        handoff.put(value, event)
+    assert handoff.take(bytes(values[1])) is events[1]  # equal bytes, another object
+    assert handoff.take(values[1]) is None
+    assert (handoff.taken, handoff.missed) == (1, 1)
+    for value, event in zip(values[3:6], events[3:6], strict=True):
+        handoff.put(value, event)
+    assert len(handoff) <= 4
+    assert handoff.take(values[0]) is None  # two generations of two: the oldest went
+    assert [handoff.take(v) for v in values[4:6]] == events[4:6]
 
 
 def test_a_batch_of_observations_exposes_as_the_same_values_observed_one_by_one() -> None:
