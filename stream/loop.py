@@ -35,7 +35,14 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from processors.errors import RatingError
 from stream import metrics
 from stream.errors import TransientError
-from stream.messages import Output, origin_of
+from stream.messages import (
+    Output,
+    all_usable,
+    next_offsets,
+    origin_of,
+    outputs_of,
+    produce_all,
+)
 
 log = logging.getLogger(__name__)
 GC_THRESHOLD = 10_000  # allocations between collections of the youngest generation
@@ -141,7 +148,8 @@ class ExactlyOnceLoop:
                 if between_batches is not None:
                     between_batches()
                 messages = self._consumer.consume(self._batch_size, self._batch_timeout_s)
-                batch = [m for m in messages if self._usable(m)]
+                batch = messages if all_usable(messages) else [
+                    m for m in messages if self._usable(m)]
                 if batch:
                     self._process_batch(batch)
                 else:
@@ -185,9 +193,7 @@ class ExactlyOnceLoop:
             return
         try:
             self._producer.begin_transaction()
-            produce = self._produce
-            for output in outputs:
-                produce(output)
+            produce_all(self._producer, outputs)
         except KafkaException as exc:
             self._abort([batch], exc)
             return
@@ -197,35 +203,11 @@ class ExactlyOnceLoop:
 
     def _outputs_of(self, batch: list[Message]) -> list[Output]:
         """Every output of the batch, changelog records last (state changes are applied)."""
-        outputs: list[Output] = []
-        stage_by_topic = self._stage_by_topic
-        extend = outputs.extend
-        for message in batch:
-            extend(stage_by_topic[message.topic() or ""].process(message))
-        for stage in self._stages:
-            extend(stage.end_batch())
-        return outputs
-
-    def _produce(self, output: Output) -> None:
-        while True:
-            try:
-                if output.partition is not None:
-                    self._producer.produce(output.topic, key=output.key, value=output.value,
-                                           partition=output.partition,
-                                           headers=output.headers or None)
-                elif output.headers:
-                    self._producer.produce(output.topic, key=output.key, value=output.value,
-                                           headers=output.headers)
-                else:
-                    self._producer.produce(output.topic, key=output.key, value=output.value)
-                return
-            except BufferError:
-                # Local queue full: serve delivery reports to make room, then retry.
-                self._producer.poll(0.05)
+        return outputs_of(batch, self._stage_by_topic, self._stages)
 
     def _commit(self, batch: list[Message], group_metadata: object, started: float) -> None:
         """On the commit thread: the batch's offsets into its transaction, then commit."""
-        self._producer.send_offsets_to_transaction(_next_offsets(batch), group_metadata)
+        self._producer.send_offsets_to_transaction(next_offsets(batch), group_metadata)
         while True:
             try:
                 self._producer.commit_transaction()
@@ -316,19 +298,6 @@ class ExactlyOnceLoop:
 class _Committing(NamedTuple):
     done: Future[None]
     batch: list[Message]
-
-
-def _next_offsets(batch: list[Message]) -> list[TopicPartition]:
-    """The offset to resume from per partition: last consumed + 1."""
-    highest: dict[tuple[str, int], int] = {}
-    for message in batch:
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
-        if topic is None or partition is None or offset is None:
-            continue  # never for a consumed record (origin_of would raise)
-        if offset > highest.get((topic, partition), -1):
-            highest[topic, partition] = offset
-    return [TopicPartition(topic, partition, offset + 1)
-            for (topic, partition), offset in highest.items()]
 
 
 def _first_offsets(batch: list[Message]) -> list[TopicPartition]:

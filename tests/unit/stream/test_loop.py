@@ -41,8 +41,10 @@ class FakeProducer:
     def begin_transaction(self) -> None:
         self.calls.append(("begin",))
 
-    def produce(self, topic: str, **fields: Any) -> None:
-        self.calls.append(("produce", topic, fields))
+    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None,
+                partition: int = -1, headers: Any = None) -> None:  # Producer.produce's order
+        self.calls.append(("produce", topic, {"key": key, "value": value,
+                                              "partition": partition, "headers": headers}))
 
     def send_offsets_to_transaction(self, offsets: list[TopicPartition], metadata: str) -> None:
         self.calls.append(("offsets", sorted((tp.topic, tp.partition, tp.offset)
@@ -96,11 +98,15 @@ def test_one_batch_is_one_transaction_with_outputs_state_and_next_offsets() -> N
         "init", "begin", "produce", "produce", "produce", "produce", "produce", "produce",
         "offsets", "commit"]
     produced = [(call[1], call[2]) for call in producer.calls if call[0] == "produce"]
+    # Partition -1: the key decides. Headers only where the stage gave some.
     assert produced[:4] == [
-        ("a-out", {"key": b"k", "value": b"in-a:0:5", "headers": [("h", b"1")]}),
-        ("b-out", {"key": b"k", "value": b"in-b:1:7"}),  # no headers: none passed
-        ("a-out", {"key": b"k", "value": b"in-a:0:6", "headers": [("h", b"1")]}),
-        ("a-out", {"key": b"k", "value": b"in-a:2:1", "headers": [("h", b"1")]})]
+        ("a-out", {"key": b"k", "value": b"in-a:0:5", "partition": -1,
+                   "headers": [("h", b"1")]}),
+        ("b-out", {"key": b"k", "value": b"in-b:1:7", "partition": -1, "headers": None}),
+        ("a-out", {"key": b"k", "value": b"in-a:0:6", "partition": -1,
+                   "headers": [("h", b"1")]}),
+        ("a-out", {"key": b"k", "value": b"in-a:2:1", "partition": -1,
+                   "headers": [("h", b"1")]})]
     assert produced[4:] == [("changelog", {"key": b"a", "value": None, "partition": 0,
                                            "headers": None}),
                             ("changelog", {"key": b"b", "value": None, "partition": 0,
@@ -237,7 +243,7 @@ def test_a_failed_commit_is_aborted_and_the_batch_processed_on_top_of_it_redone(
         # the replay: both batches in one transaction
         ("process", 1), ("process", 5), ("process", 2), ("process", 9), ("begin",),
         *[("produce", "a-out", {"key": b"k", "value": f"in-a:{p}:{o}".encode(),
-                                "headers": [("h", b"1")]})
+                                "partition": -1, "headers": [("h", b"1")]})
           for p, o in ((0, 1), (1, 5), (0, 2), (2, 9))],
         ("offsets", [("in-a", 0, 3), ("in-a", 1, 6), ("in-a", 2, 10)], "group-metadata"),
         ("commit-waits", True), ("commit",)]
