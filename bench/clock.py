@@ -32,6 +32,11 @@ class Timing:
     in_batches_s: float  # of ``seconds``: inside batches (the rest: consume(), between batches)
     complete: bool  # False: the time limit stopped the run first
     started_at: float = 0.0  # wall clock (time.time()) of the start, to compare processes
+    # CPU seconds of this whole process (every thread: loop, commit, the client's) from
+    # the first commit to the last, and the records committed in between: CPU per record
+    # does not count the time the hypervisor or other programs take from us.
+    cpu_s: float = 0.0
+    cpu_records: int = 0
 
 
 def _sum_and_count(histogram: Histogram) -> tuple[float, float]:
@@ -63,6 +68,8 @@ class LoopClock:
         self._committed = 0
         self._batches = 0
         self._busy = 0.0
+        self._cpu_from: tuple[float, int] | None = None  # process CPU, records at 1st commit
+        self._cpu_to: tuple[float, int] | None = None
         self._thread = threading.Thread(target=self._watch, name="bench-clock", daemon=True)
 
     def start(self) -> None:
@@ -74,9 +81,14 @@ class LoopClock:
         end = self._finished if self._finished is not None else time.perf_counter()
         seconds = 0.0 if self._started is None else end - self._started
         started = end if self._started is None else self._started
+        cpu_s, cpu_records = 0.0, 0
+        if self._cpu_from is not None and self._cpu_to is not None:
+            cpu_s = self._cpu_to[0] - self._cpu_from[0]
+            cpu_records = self._cpu_to[1] - self._cpu_from[1]
         return Timing(seconds=seconds, committed=self._committed, batches=self._batches,
                       in_batches_s=self._busy, complete=self._finished is not None,
-                      started_at=started + self._wall_offset)
+                      started_at=started + self._wall_offset, cpu_s=cpu_s,
+                      cpu_records=cpu_records)
 
     def _watch(self) -> None:
         deadline = time.perf_counter() + self._limit_s
@@ -91,6 +103,9 @@ class LoopClock:
                 self._busy = busy - self._seconds0
                 if self._started is None:
                     self._started = now - self._busy
+                    self._cpu_from = (time.process_time(), self._committed)
+                else:
+                    self._cpu_to = (time.process_time(), self._committed)
             if self._committed >= self._expected:
                 self._finished = now
                 self._stop.set()

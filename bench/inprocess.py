@@ -132,7 +132,15 @@ def _result(contender: str, lane: Lane, timing: Timing, events: int, records_per
                   complete=timing.complete, processed=processed, outputs=outputs,
                   expected_outputs=expected_outputs, rated_twice=twice,
                   extra={"batches": timing.batches, "records_committed": timing.committed,
-                         "in_batches_s": round(timing.in_batches_s, 3)})
+                         "in_batches_s": round(timing.in_batches_s, 3),
+                         "cpu_us_per_event": _cpu_per_event(timing, records_per_event)})
+
+
+def _cpu_per_event(timing: Timing, records_per_event: float) -> float | None:
+    """This process's CPU µs per input event, from the first commit to the last."""
+    if timing.cpu_records <= 0:
+        return None
+    return round(timing.cpu_s / (timing.cpu_records / records_per_event) * 1e6, 1)
 
 
 def rater_outputs(expected: Expected) -> dict[str, int]:

@@ -82,6 +82,13 @@ def print_report(report: Report, info: dict[str, Any], out: TextIO) -> None:
                 f"{role} {count}" + ("" if result.expected_outputs.get(role) == count
                                      else f" (expected {result.expected_outputs.get(role)})")
                 for role, count in result.outputs.items()) + "\n")
+    cpu = [(r.contender, r.extra["cpu_us_per_event"]) for r in report.results
+           if r.extra.get("cpu_us_per_event")]
+    if cpu:
+        out.write("CPU of the bench process per input event, first commit to last (all its "
+                  "threads; not the broker's; hardly moved by other load on the machine):\n")
+        for contender, micros in cpu:
+            out.write(f"  {contender}: {micros:,.1f} µs\n")
     out.write("\n")
     for result in report.results:
         if result.note:

@@ -94,7 +94,7 @@ def rated_to_bytes(encoder: AvroEncoder, rated: RatedUsage) -> bytes:
     if encoder.file_name != RATED_SCHEMA or not rated_layout_ok():
         return encoder.encode(rated_to_avro(rated))
     body = write_rated_usage(rated)  # the usual record: short ASCII strings
-    return encoder.encode(rated_to_avro(rated)) if body is None else encoder.frame(body)
+    return encoder.encode(rated_to_avro(rated)) if body is None else encoder.header + body
 
 
 def rejection_to_bytes(encoder: AvroEncoder, *, reason: str, message: str, stage: str,
@@ -109,7 +109,7 @@ def rejection_to_bytes(encoder: AvroEncoder, *, reason: str, message: str, stage
             event_id=event_id, source_timestamp_ms=source_timestamp_ms, details=details,
             rejected_at=rejected_at)
     if body is not None:
-        return encoder.frame(body)
+        return encoder.header + body
     return encoder.encode(rejection_to_avro(
         reason=reason, message=message, stage=stage, origin=origin, key=key, value=value,
         event_id=event_id, source_timestamp_ms=source_timestamp_ms, details=details,

@@ -81,17 +81,16 @@ class AvroEncoder:
         self.schema_id = schema_id
         self.file_name = file_name
         self._schema = parsed_schema(file_name)
-        self._header = _HEADER.pack(MAGIC_BYTE, schema_id)
+        # The wire header of every record: ``header + body`` frames a body already
+        # written with this schema (an attribute, not a method: this module is
+        # interpreted, and its callers on the hot path are compiled).
+        self.header = _HEADER.pack(MAGIC_BYTE, schema_id)
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         buffer = io.BytesIO()
-        buffer.write(self._header)
+        buffer.write(self.header)
         fastavro.schemaless_writer(buffer, self._schema, record)
         return buffer.getvalue()
-
-    def frame(self, body: bytes) -> bytes:
-        """A record body already written with this encoder's schema, in the wire format."""
-        return self._header + body
 
 
 class AvroDecoder:

@@ -51,6 +51,14 @@ class _Tally:
     def __init__(self) -> None:
         self._counts: dict[tuple[Counter, tuple[str, ...]], int] = {}
         self._amounts: dict[tuple[Counter, tuple[str, ...]], Decimal] = {}
+        self._fixed: list[_Count] = []
+
+    def fixed(self, metric: Counter, *labels: str) -> _Count:
+        """A count with labels known in advance, for the ones every record makes: its
+        ``n += 1`` costs a tenth of ``count`` (no key to build, hash and look up)."""
+        count = _Count(metric, labels)
+        self._fixed.append(count)
+        return count
 
     def count(self, metric: Counter, *labels: str) -> None:
         key = (metric, labels)
@@ -61,12 +69,61 @@ class _Tally:
         self._amounts[key] = self._amounts.get(key, ZERO) + value
 
     def flush(self) -> None:
+        for fixed in self._fixed:
+            if fixed.n:
+                (metrics.labelled(fixed.metric, *fixed.labels) if fixed.labels
+                 else fixed.metric).inc(fixed.n)
+                fixed.n = 0
         for (metric, labels), count in self._counts.items():
             (metrics.labelled(metric, *labels) if labels else metric).inc(count)
         for (metric, labels), amount in self._amounts.items():
             (metrics.labelled(metric, *labels) if labels else metric).inc(float(amount))
         self._counts.clear()
         self._amounts.clear()
+
+
+class _RatedTally:
+    """What the rater counts per rated record, tallied per batch like ``_Tally``, under
+    one key (currency, provider) instead of three: ``rating_events_rated_total{currency}``
+    and ``rating_amount_rated_total{kind, currency, provider}`` for net and gross."""
+
+    def __init__(self) -> None:
+        self._sums: dict[tuple[str, str], _RatedSums] = {}
+
+    def add(self, currency: str, provider: str, net: Decimal, gross: Decimal) -> None:
+        key = (currency, provider)
+        sums = self._sums.get(key)
+        if sums is None:
+            sums = self._sums[key] = _RatedSums()
+        sums.count += 1
+        sums.net += net
+        sums.gross += gross
+
+    def flush(self) -> None:
+        for (currency, provider), sums in self._sums.items():
+            metrics.labelled(metrics.EVENTS_RATED, currency).inc(sums.count)
+            # Label order: kind, currency, provider.
+            metrics.labelled(metrics.AMOUNT_RATED, "net", currency, provider).inc(
+                float(sums.net))
+            metrics.labelled(metrics.AMOUNT_RATED, "gross", currency, provider).inc(
+                float(sums.gross))
+        self._sums.clear()
+
+
+class _RatedSums:
+    def __init__(self) -> None:
+        self.count = 0
+        self.net = ZERO
+        self.gross = ZERO
+
+
+class _Count:
+    """The increments of one labelled counter in the current batch (``_Tally.fixed``)."""
+
+    def __init__(self, metric: Counter, labels: tuple[str, ...]) -> None:
+        self.metric = metric
+        self.labels = labels
+        self.n = 0
 
 
 class _HistogramTally:
@@ -149,6 +206,7 @@ class _DecodingStage(StatelessStage):
         self._topics = topics
         self._clock = clock
         self._tally = _Tally()
+        self._consumed = self._tally.fixed(metrics.EVENTS_CONSUMED, self.name)
 
     def end_batch(self) -> Iterable[Output]:
         self._tally.flush()
@@ -178,20 +236,21 @@ class RouterStage(_DecodingStage):
         super().__init__(codecs, topics, clock)
         self._catalog = catalog
         self._handoff = handoff
+        self._routed = self._tally.fixed(metrics.EVENTS_ROUTED)
 
     @property
     def topics(self) -> Sequence[str]:
         return [self._topics.events.name]
 
     def process(self, message: Message) -> Iterable[Output]:
-        self._tally.count(metrics.EVENTS_CONSUMED, self.name)
+        self._consumed.n += 1
         event = None
         try:
             event = self._decode(message)
             account = account_of(event, self._catalog())
         except EventRejected as rejection:
             return [self._reject(message, rejection, event)]
-        self._tally.count(metrics.EVENTS_ROUTED)
+        self._routed.n += 1
         # The original bytes go on unchanged: the rater decodes with the same schema id.
         value = message.value()
         if self._handoff is not None and value is not None:
@@ -215,13 +274,14 @@ class RaterStage(_DecodingStage):
         self._no_agreement = no_agreement
         self._blocked: dict[str, int] = {}  # quota rejections of the batch, by reason
         self._end_to_end = _HistogramTally(metrics.END_TO_END_SECONDS)
+        self._rated_sums = _RatedTally()
 
     @property
     def topics(self) -> Sequence[str]:
         return [self._topics.by_account.name]
 
     def process(self, message: Message) -> Iterable[Output]:
-        self._tally.count(metrics.EVENTS_CONSUMED, self.name)
+        self._consumed.n += 1
         event = None
         try:
             event = self._routed_event(message)
@@ -255,14 +315,9 @@ class RaterStage(_DecodingStage):
 
     def _rated(self, rated: RatedUsage) -> Output:
         event = rated.event
-        self._tally.count(metrics.EVENTS_RATED, rated.currency)
         self._end_to_end.observe(max(0.0, (self._clock() - event.event_time).total_seconds()))
-        provider = rated.event.provider or "-"
-        # Label order: kind, currency, provider.
-        self._tally.amount(metrics.AMOUNT_RATED, rated.net_amount, "net", rated.currency,
-                           provider)
-        self._tally.amount(metrics.AMOUNT_RATED, rated.gross_amount, "gross", rated.currency,
-                           provider)
+        self._rated_sums.add(rated.currency, event.provider or "-", rated.net_amount,
+                             rated.gross_amount)
         return Output(topic=self._topics.rated.name, key=rated.account_id.encode(),
                       value=rated_to_bytes(self._codecs.rated_encoder, rated))
 
@@ -319,6 +374,7 @@ class RaterStage(_DecodingStage):
 
     def end_batch(self) -> Iterable[Output]:
         self._tally.flush()
+        self._rated_sums.flush()
         self._end_to_end.flush()
         self._log_blocked()
         return self._store.changelog_records()
@@ -331,6 +387,7 @@ class RaterStage(_DecodingStage):
 
     def abort_batch(self) -> None:
         self._tally.flush()
+        self._rated_sums.flush()
         self._end_to_end.flush()
         self._log_blocked()
         self._store.reset()
