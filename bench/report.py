@@ -86,7 +86,7 @@ def print_report(report: Report, info: dict[str, Any], out: TextIO) -> None:
            if r.extra.get("cpu_us_per_event")]
     if cpu:
         out.write("CPU of the bench process per input event, first commit to last (all its "
-                  "threads; not the broker's; hardly moved by other load on the machine):\n")
+                  "threads, not the broker's; less moved than the rate by other load):\n")
         for contender, micros in cpu:
             out.write(f"  {contender}: {micros:,.1f} µs\n")
     out.write("\n")
