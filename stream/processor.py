@@ -137,6 +137,9 @@ def _run(settings: Settings, connections: Connections, options: RunOptions,
             licences.close()
     log.info("processor %s stopped after %d batches", options.instance_id,
              loop.batches_committed)
+    if handoff is not None:
+        log.info("rater took %d events the router had decoded, and decoded %d itself",
+                 handoff.taken, handoff.missed)
     return loop.batches_committed
 
 
