@@ -187,34 +187,26 @@ class LagTracker:
     def _start(self, tp: TopicPartition) -> int | None:
         """Where consumption of an untouched partition starts (one lookup per assignment)."""
         if self._starts is None:
-            self._starts = consumption_starts(self._consumer, self._partitions,
-                                              self._timeout_s)
+            self._starts = {}
+            committed = self._consumer.committed(self._partitions, timeout=self._timeout_s)
+            for item in committed:
+                if item.offset >= 0:
+                    offset = item.offset
+                else:
+                    # No committed offset: auto.offset.reset=earliest. The cached low
+                    # watermark only: an uncached lookup is a broker round trip queued
+                    # behind the consumer's long-poll fetch (up to fetch.wait.max.ms per
+                    # partition), and this runs on the loop thread.
+                    offset, _high = self._consumer.get_watermark_offsets(item, cached=True)
+                    if offset is None or offset < 0:
+                        continue
+                self._starts[(item.topic, item.partition)] = offset
         return self._starts.get((tp.topic, tp.partition))
 
     def _forget(self) -> None:
         for tp in self._partitions:
             with contextlib.suppress(KeyError):
                 metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
-
-
-def consumption_starts(consumer: Consumer, partitions: Sequence[TopicPartition],
-                       timeout_s: float) -> dict[tuple[str, int], int]:
-    """Where consumption of each partition starts before anything is consumed from it:
-    the committed offset, else (auto.offset.reset=earliest) the cached low watermark;
-    a partition with neither is left out. One broker round trip."""
-    starts: dict[tuple[str, int], int] = {}
-    for item in consumer.committed(list(partitions), timeout=timeout_s):
-        if item.offset >= 0:
-            offset = item.offset
-        else:
-            # The cached low watermark only: an uncached lookup is a broker round trip
-            # queued behind the consumer's long-poll fetch (up to fetch.wait.max.ms per
-            # partition), and this runs on the loop thread.
-            offset, _high = consumer.get_watermark_offsets(item, cached=True)
-            if offset is None or offset < 0:
-                continue
-        starts[(item.topic, item.partition)] = offset
-    return starts
 
 
 class _Handler(BaseHTTPRequestHandler):

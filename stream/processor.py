@@ -32,9 +32,8 @@ from stream.observability import (
     start_server,
     stop_server,
 )
-from stream.pacing import RouterPacer
 from stream.settings import Connections, Settings
-from stream.stages import HANDOFF_LIMIT, DecodedEvents, RaterStage, RouterStage
+from stream.stages import DecodedEvents, RaterStage, RouterStage
 from stream.state_store import ChangelogStateStore
 from stream.subscription_stage import SubscriptionStage, build_subscription_stage
 
@@ -84,13 +83,6 @@ def _log_engine_build() -> None:
     log.log(level, "engine: %s", build.describe())
 
 
-# The router of a process that also rates pauses while the rater's input lags by more
-# than this many records, and resumes at the second figure: well inside what the
-# handoff of decoded events holds (stream/pacing.py).
-PAUSE_ROUTER_ABOVE = HANDOFF_LIMIT * 2 // 5
-RESUME_ROUTER_BELOW = HANDOFF_LIMIT // 5
-
-
 def _run(settings: Settings, connections: Connections, options: RunOptions,
          stop: threading.Event, ops: OpsListener) -> int:
     topics = settings.topics
@@ -125,15 +117,10 @@ def _run(settings: Settings, connections: Connections, options: RunOptions,
     ops.lag = LagTracker(consumer)
     loop = ExactlyOnceLoop(consumer, producer, stages, settings.processor.batch_size,
                            settings.processor.batch_timeout_s, listener=ops)
-    pacer = None if handoff is None else RouterPacer(
-        consumer, topics.events.name, topics.by_account.name,
-        pause_above=PAUSE_ROUTER_ABOVE, resume_below=RESUME_ROUTER_BELOW)
 
     def between_batches() -> None:
         feed.refresh()
         ops.between_batches(feed.current.version)
-        if pacer is not None:
-            pacer.adjust()
 
     idle = _IdleWatch(options.idle_exit_s, loop)
     log.info("processor %s running stages %s with catalog %s", options.instance_id,
@@ -150,10 +137,9 @@ def _run(settings: Settings, connections: Connections, options: RunOptions,
             licences.close()
     log.info("processor %s stopped after %d batches", options.instance_id,
              loop.batches_committed)
-    if handoff is not None and pacer is not None:
-        log.info("rater took %d events the router had decoded, and decoded %d itself; "
-                 "the router was paused %d times for the rater to catch up",
-                 handoff.taken, handoff.missed, pacer.pauses)
+    if handoff is not None:
+        log.info("rater took %d events the router had decoded, and decoded %d itself",
+                 handoff.taken, handoff.missed)
     return loop.batches_committed
 
 
