@@ -38,8 +38,8 @@ from stream.errors import TransientError
 from stream.messages import (
     Output,
     all_usable,
+    first_offsets,
     next_offsets,
-    origin_of,
     outputs_of,
     produce_all,
 )
@@ -266,7 +266,7 @@ class ExactlyOnceLoop:
                 leaving: Sequence[TopicPartition] = ()) -> None:
         """Back to the first offset of ``batches`` per partition; state as committed."""
         gone = {(tp.topic, tp.partition) for tp in leaving}
-        for tp in _first_offsets([message for batch in batches for message in batch]):
+        for tp in first_offsets([message for batch in batches for message in batch]):
             if (tp.topic, tp.partition) not in gone:
                 self._consumer.seek(tp)
         for stage in self._stages:
@@ -298,17 +298,6 @@ class ExactlyOnceLoop:
 class _Committing(NamedTuple):
     done: Future[None]
     batch: list[Message]
-
-
-def _first_offsets(batch: list[Message]) -> list[TopicPartition]:
-    """Where to rewind after an abort: the first offset of the batch per partition."""
-    lowest: dict[tuple[str, int], int] = {}
-    for message in batch:
-        origin = origin_of(message)
-        key = (origin.topic, origin.partition)
-        lowest[key] = min(lowest.get(key, origin.offset), origin.offset)
-    return [TopicPartition(topic, partition, offset)
-            for (topic, partition), offset in lowest.items()]
 
 
 def _describe(partitions: Sequence[TopicPartition]) -> str:

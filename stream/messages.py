@@ -101,3 +101,14 @@ def next_offsets(batch: Sequence[Message]) -> list[TopicPartition]:
             highest[key] = offset
     return [TopicPartition(topic, partition, offset + 1)
             for (topic, partition), offset in highest.items()]
+
+
+def first_offsets(batch: Sequence[Message]) -> list[TopicPartition]:
+    """Where to rewind after an abort: the first offset of the batch per partition."""
+    lowest: dict[tuple[str, int], int] = {}
+    for message in batch:
+        origin = origin_of(message)
+        key = (origin.topic, origin.partition)
+        lowest[key] = min(lowest.get(key, origin.offset), origin.offset)
+    return [TopicPartition(topic, partition, offset)
+            for (topic, partition), offset in lowest.items()]
