@@ -43,14 +43,13 @@ class _Tally:
 
     A labelled ``inc()`` takes a lock and costs about as much as a small step
     of rating; several per event were a visible share of the per-event cost.
-    Counts are exact; amounts are summed exactly (Decimal) and added as one
-    float per batch. Stages flush in ``end_batch`` and ``abort_batch``, so a
-    scrape sees a batch's counts once it is done, committed or not (as before).
+    Stages flush in ``end_batch`` and ``abort_batch``, so a scrape sees a
+    batch's counts once it is done, committed or not (as before). The rater's
+    amounts are tallied apart (``_RatedTally``).
     """
 
     def __init__(self) -> None:
         self._counts: dict[tuple[Counter, tuple[str, ...]], int] = {}
-        self._amounts: dict[tuple[Counter, tuple[str, ...]], Decimal] = {}
         self._fixed: list[_Count] = []
 
     def fixed(self, metric: Counter, *labels: str) -> _Count:
@@ -64,22 +63,18 @@ class _Tally:
         key = (metric, labels)
         self._counts[key] = self._counts.get(key, 0) + 1
 
-    def amount(self, metric: Counter, value: Decimal, *labels: str) -> None:
-        key = (metric, labels)
-        self._amounts[key] = self._amounts.get(key, ZERO) + value
-
     def flush(self) -> None:
         for fixed in self._fixed:
             if fixed.n:
-                (metrics.labelled(fixed.metric, *fixed.labels) if fixed.labels
-                 else fixed.metric).inc(fixed.n)
+                _increase(fixed.metric, fixed.labels, fixed.n)
                 fixed.n = 0
         for (metric, labels), count in self._counts.items():
-            (metrics.labelled(metric, *labels) if labels else metric).inc(count)
-        for (metric, labels), amount in self._amounts.items():
-            (metrics.labelled(metric, *labels) if labels else metric).inc(float(amount))
+            _increase(metric, labels, count)
         self._counts.clear()
-        self._amounts.clear()
+
+
+def _increase(metric: Counter, labels: tuple[str, ...], amount: float) -> None:
+    (metrics.labelled(metric, *labels) if labels else metric).inc(amount)
 
 
 class _RatedTally:
