@@ -241,7 +241,8 @@ def connections_from_env(environ: dict[str, str] | None = None) -> Connections:
     """Connection details: user's environment first, then the local stack's env file."""
     from stream.stack import resolve_endpoints  # local import: the stack is optional at runtime
 
-    endpoints = resolve_endpoints() if environ is None else resolve_endpoints(environ)
+    needed = ("kafka", "registry", "redis")  # a dead Prometheus or PostgreSQL is not ours
+    endpoints = resolve_endpoints(environ, needed=needed)
     return Connections(kafka_bootstrap=endpoints.kafka_bootstrap,
                        schema_registry_url=endpoints.schema_registry_url,
                        redis_url=endpoints.redis_url)

@@ -4,10 +4,15 @@ Services named by KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL / REDIS_URL /
 POSTGRES_DSN win;
 else testcontainers when a Docker daemon answers; else the local stack
 (Kafka and Apicurio from Maven Central, Redis and PostgreSQL from Debian), started if needed.
+
+With pytest-xdist (``-n N``, as ``make test`` runs), the controller provides the
+services once, before the workers start, and the workers inherit them through those
+variables: a worker that started the stack itself would stop it under the others.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +25,12 @@ from stream.stack import Endpoints
 from stream.stack.provision import provide_endpoints
 from tests.integration.harness import Pipeline
 
+SERVICES = ("kafka", "registry", "redis", "postgres")
+
 
 @pytest.fixture(scope="session")
 def endpoints() -> Iterator[Endpoints]:
-    provided, cleanup = provide_endpoints({"kafka", "registry", "redis", "postgres"})
+    provided, cleanup = provide_endpoints(SERVICES)
     try:
         yield provided
     finally:
@@ -68,6 +75,16 @@ def pipeline(connections: Connections, tmp_path: Path) -> Iterator[Pipeline]:
         yield built
     finally:
         built.stop_all()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under xdist, on the controller: provide the services before any worker starts."""
+    workers = getattr(config.option, "numprocesses", None)
+    if not workers or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    provided, cleanup = provide_endpoints(SERVICES)
+    os.environ.update(provided.as_env())  # execnet workers inherit the environment
+    config.add_cleanup(cleanup)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,13 +108,16 @@ def resolve_endpoints(
     environ: Mapping[str, str] | None = None,
     *,
     state_dir: str | os.PathLike[str] | None = None,
+    needed: Iterable[str] = tuple(ENV_KEYS),
 ) -> Endpoints:
     """Endpoints for the app and the tests.
 
     Each variable set (non-empty) in ``environ`` (default: the process
     environment) wins over the same key of ``<state dir>/env``, one by one.
     Raises StackError when a required one is known from neither, or when a
-    value would come from the env file of a stack whose processes are gone.
+    ``needed`` value would come from the env file of a stack whose process is
+    gone. A gone component the caller does not need is left out (unknown): a
+    processor does not stop for a Prometheus stopped a moment ago.
     """
     env = os.environ if environ is None else environ
     directory = state.state_dir(state_dir)
@@ -135,7 +138,11 @@ def resolve_endpoints(
         )
     records = state.load(directory)
     # Only components the stack recorded: a hand-written env file is trusted.
-    stale = [c for c in file_used if c in records and not procs.is_alive(records[c].ref)]
+    gone = {c for c in file_used if c in records and not procs.is_alive(records[c].ref)}
+    wanted = set(needed) | set(REQUIRED)
+    stale = [c for c in file_used if c in gone and c in wanted]
+    for component in gone - wanted:
+        del values[component]
     if stale:
         raise StackError(
             f"{directory / state.ENV_FILE} names {', '.join(stale)} but that process is not "

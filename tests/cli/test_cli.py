@@ -57,9 +57,12 @@ def _no_services() -> dict[str, str]:
     """Every connection pointed at a closed port: a command that must fail before it
     connects to anything shows it."""
     port = _closed_port()
+    # Its own free metrics port: with the default one taken (a parallel test's process),
+    # the command would warn that it moved, a second line on stderr.
     return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
             "SCHEMA_REGISTRY_URL": f"http://127.0.0.1:{port}",
-            "REDIS_URL": f"redis://127.0.0.1:{port}/0"}
+            "REDIS_URL": f"redis://127.0.0.1:{port}/0",
+            "RATING_METRICS_PORT": str(_closed_port())}
 
 
 def _one_sentence(result: subprocess.CompletedProcess[str], command: str) -> str:

@@ -26,7 +26,7 @@ from confluent_kafka.cimpl import NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from stream import stack
-from stream.stack import Endpoints, StackError, manager
+from stream.stack import Endpoints, StackError, manager, procs
 from stream.stack.endpoints import write_env_file
 from stream.stack.redis import RedisService
 
@@ -264,6 +264,30 @@ def test_env_file_of_a_dead_stack_is_refused(tmp_path: Path) -> None:
     (tmp_path / "stack.json").write_text(json.dumps({"components": {"kafka": record}}))
     write_env_file(tmp_path / "env", Endpoints("127.0.0.1:1111", "http://r", "redis://x"))
     with pytest.raises(StackError, match="not running"):
+        stack.resolve_endpoints({}, state_dir=tmp_path)
+
+
+def test_a_dead_component_the_caller_does_not_need_is_left_out(tmp_path: Path) -> None:
+    """A Prometheus stopped a moment ago (a parallel test, `stack down prometheus`) must
+    not stop a processor, which needs only Kafka, the registry and Redis."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    alive, alive_ticks = os.getpid(), procs.start_ticks(os.getpid())
+
+    def record(component: str, pid: int, ticks: int | None) -> dict[str, object]:
+        return {"component": component, "pid": pid, "start_ticks": ticks, "port": 1,
+                "endpoint": "x", "data_dir": str(tmp_path / component),
+                "log": str(tmp_path / f"logs/{component}.log")}
+
+    components = {name: record(name, alive, alive_ticks) for name in ("kafka", "registry", "redis")}
+    components["prometheus"] = record("prometheus", dead.pid, 1)
+    (tmp_path / "stack.json").write_text(json.dumps({"components": components}))
+    write_env_file(tmp_path / "env", Endpoints("127.0.0.1:1111", "http://r", "redis://x",
+                                               prometheus_url="http://127.0.0.1:9090"))
+    needed = ("kafka", "registry", "redis")
+    resolved = stack.resolve_endpoints({}, state_dir=tmp_path, needed=needed)
+    assert resolved == Endpoints("127.0.0.1:1111", "http://r", "redis://x", prometheus_url=None)
+    with pytest.raises(StackError, match="names prometheus but that process is not running"):
         stack.resolve_endpoints({}, state_dir=tmp_path)
 
 
