@@ -101,11 +101,15 @@ class Workload:
     def _lifecycle(self) -> UsageEvent:
         items = self._spec["items"]
         if self._live and self._rng.random() < 0.45:
-            instance = self._rng.choice(self._live)
+            # randrange(n) draws what choice() draws (the same workload for a seed); the
+            # index deletes in O(1) comparisons, where list.remove compared dataclasses
+            # one by one (the main cost of generating 150,000 events).
+            index = self._rng.randrange(len(self._live))
+            instance = self._live[index]
             item = items[instance.item_type]
             roll = self._rng.random()
             if roll < 0.25 and item.get("delete"):
-                self._live.remove(instance)
+                del self._live[index]
                 return self._event(instance.item_type, instance.item_id, item["delete"],
                                    instance.attributes, instance.requester,
                                    instance.account_id)
