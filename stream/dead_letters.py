@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from confluent_kafka import Message
@@ -15,18 +16,64 @@ from stream.serde import AvroEncoder
 
 log = logging.getLogger(__name__)
 
+LOGGED_PER_MINUTE = 10
+
+
+class LogBudget:
+    """At most ``per_window`` log lines per key (stage, reason) in each ``window_s``.
+
+    A publisher gone wrong can send thousands of bad events a second: each one is on
+    the dead-letter topic with its origin and counted in the metrics, so the log needs
+    the first few and a count of the rest, not a line each (a line costs about what
+    rating an event does). ``admit`` says whether to log this one, whether it is the
+    last one logged in this window, and how many of the key's previous window went
+    unlogged (to be said once, when the next one comes)."""
+
+    def __init__(self, per_window: int = LOGGED_PER_MINUTE, window_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_window = per_window
+        self.window_s = window_s
+        self._clock = clock
+        self._windows: dict[tuple[str, str], list[float]] = {}  # key -> [start, seen]
+
+    def admit(self, key: tuple[str, str]) -> tuple[bool, bool, int]:
+        now = self._clock()
+        window = self._windows.get(key)
+        unlogged = 0
+        if window is None or now - window[0] >= self.window_s:
+            if window is not None:
+                unlogged = max(0, int(window[1]) - self.per_window)
+            window = self._windows[key] = [now, 0.0]
+        window[1] += 1
+        return window[1] <= self.per_window, window[1] == self.per_window, unlogged
+
+
+_BUDGET = LogBudget()
+
 
 def dead_letter(encoder: AvroEncoder, topic: str, *, stage: str, message: Message,
                 reason: str, text: str, event_id: str | None, now: datetime,
                 details: Mapping[str, str] | None = None) -> Output:
-    """One dead-letter Output for ``message``, logged once without a stack trace."""
+    """One dead-letter Output for ``message``, logged without a stack trace (the first
+    ``LOGGED_PER_MINUTE`` of a stage and reason each minute, then a count: ``LogBudget``)."""
     origin = origin_of(message)
     timestamp_type, timestamp_ms = message.timestamp()
-    log.warning("dead-letter %s at %s[%d]@%d event=%s: %s", reason, origin.topic,
-                origin.partition, origin.offset, event_id, text,
-                extra={"event_id": event_id, "topic": origin.topic,
-                       "partition": origin.partition, "offset": origin.offset,
-                       "stage": stage, "reason": reason})
+    logged, last, unlogged = _BUDGET.admit((stage, reason))
+    if unlogged:
+        log.warning("dead-letter %s: %d more at stage %s in the previous minute were not "
+                    "logged one by one (each is on %s with its origin)", reason, unlogged,
+                    stage, topic, extra={"stage": stage, "reason": reason,
+                                         "unlogged": unlogged})
+    if logged:
+        log.warning("dead-letter %s at %s[%d]@%d event=%s: %s", reason, origin.topic,
+                    origin.partition, origin.offset, event_id, text,
+                    extra={"event_id": event_id, "topic": origin.topic,
+                           "partition": origin.partition, "offset": origin.offset,
+                           "stage": stage, "reason": reason})
+    if last:
+        log.warning("dead-letter %s: %d at stage %s within a minute; more in this minute "
+                    "are counted, not logged one by one", reason, _BUDGET.per_window, stage,
+                    extra={"stage": stage, "reason": reason})
     metrics.EVENTS_DEAD_LETTERED.labels(stage=stage, reason=reason).inc()
     value = rejection_to_bytes(
         encoder, reason=reason, message=text, stage=stage, origin=origin, key=message.key(),

@@ -21,7 +21,7 @@ from processors.errors import RatingError
 LOG_FORMATS = ("json", "text")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Context fields copied from ``extra=`` when present, in this order.
-CONTEXT_FIELDS = ("event_id", "topic", "partition", "offset", "stage", "reason")
+CONTEXT_FIELDS = ("event_id", "topic", "partition", "offset", "stage", "reason", "unlogged")
 # Libraries that log every request at INFO: routine traffic stays quiet.
 QUIET_LOGGERS = ("httpx", "httpx2")
 
