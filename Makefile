@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 RATING := $(PY) -m stream.cli
 # pytest-xdist workers for `make test`: the tests mostly wait on the broker and on the
-# processes they start, so 4 fit on 2 cores (about 4 min instead of 14).
+# processes they start, so 4 fit on 2 cores (about 5 min instead of 14).
 TEST_WORKERS ?= 4
 
 .PHONY: run test install compile up down status lint typecheck unit bench clean

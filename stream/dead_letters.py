@@ -34,18 +34,26 @@ class LogBudget:
         self.per_window = per_window
         self.window_s = window_s
         self._clock = clock
-        self._windows: dict[tuple[str, str], list[float]] = {}  # key -> [start, seen]
+        self._windows: dict[tuple[str, str], _Window] = {}
 
     def admit(self, key: tuple[str, str]) -> tuple[bool, bool, int]:
         now = self._clock()
         window = self._windows.get(key)
         unlogged = 0
-        if window is None or now - window[0] >= self.window_s:
+        if window is None or now - window.start >= self.window_s:
             if window is not None:
-                unlogged = max(0, int(window[1]) - self.per_window)
-            window = self._windows[key] = [now, 0.0]
-        window[1] += 1
-        return window[1] <= self.per_window, window[1] == self.per_window, unlogged
+                unlogged = max(0, window.seen - self.per_window)
+            window = self._windows[key] = _Window(now)
+        window.seen += 1
+        return window.seen <= self.per_window, window.seen == self.per_window, unlogged
+
+
+class _Window:
+    __slots__ = ("seen", "start")
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.seen = 0
 
 
 _BUDGET = LogBudget()
