@@ -239,10 +239,11 @@ def _processor(raw: Any, path: Path, env: dict[str, str]) -> ProcessorSettings:
 
 def connections_from_env(environ: dict[str, str] | None = None) -> Connections:
     """Connection details: user's environment first, then the local stack's env file."""
-    from stream.stack import resolve_endpoints  # local import: the stack is optional at runtime
+    # local import: the stack is optional at runtime
+    from stream.stack.endpoints import REQUIRED, resolve_endpoints
 
-    needed = ("kafka", "registry", "redis")  # a dead Prometheus or PostgreSQL is not ours
-    endpoints = resolve_endpoints(environ, needed=needed)
+    # Kafka, the registry and Redis only: a dead Prometheus or PostgreSQL is not ours.
+    endpoints = resolve_endpoints(environ, needed=REQUIRED)
     return Connections(kafka_bootstrap=endpoints.kafka_bootstrap,
                        schema_registry_url=endpoints.schema_registry_url,
                        redis_url=endpoints.redis_url)

@@ -140,7 +140,7 @@ def resolve_endpoints(
     # Only components the stack recorded: a hand-written env file is trusted.
     gone = {c for c in file_used if c in records and not procs.is_alive(records[c].ref)}
     wanted = set(needed) | set(REQUIRED)
-    stale = [c for c in file_used if c in gone and c in wanted]
+    stale = [c for c in file_used if c in gone & wanted]
     for component in gone - wanted:
         del values[component]
     if stale:

@@ -27,7 +27,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from stream import stack
 from stream.stack import Endpoints, StackError, manager, procs
-from stream.stack.endpoints import write_env_file
+from stream.stack.endpoints import REQUIRED, write_env_file
 from stream.stack.redis import RedisService
 
 ALL_KEYS = (
@@ -249,18 +249,18 @@ def test_nothing_known_names_the_variable_and_make_up(tmp_path: Path) -> None:
     assert "REDIS_URL" in str(caught.value)
 
 
+def _stack_record(state_dir: Path, component: str, pid: int, start_ticks: int | None,
+                  port: int = 1, endpoint: str = "x") -> dict[str, object]:
+    """One component as ``stack.json`` records it."""
+    return {"component": component, "pid": pid, "start_ticks": start_ticks, "port": port,
+            "endpoint": endpoint, "data_dir": str(state_dir / component),
+            "log": str(state_dir / f"logs/{component}.log")}
+
+
 def test_env_file_of_a_dead_stack_is_refused(tmp_path: Path) -> None:
     dead = subprocess.Popen(["true"])
     dead.wait()
-    record = {
-        "component": "kafka",
-        "pid": dead.pid,
-        "start_ticks": 1,
-        "port": 1111,
-        "endpoint": "127.0.0.1:1111",
-        "data_dir": str(tmp_path / "kafka"),
-        "log": str(tmp_path / "logs/kafka.log"),
-    }
+    record = _stack_record(tmp_path, "kafka", dead.pid, 1, 1111, "127.0.0.1:1111")
     (tmp_path / "stack.json").write_text(json.dumps({"components": {"kafka": record}}))
     write_env_file(tmp_path / "env", Endpoints("127.0.0.1:1111", "http://r", "redis://x"))
     with pytest.raises(StackError, match="not running"):
@@ -273,19 +273,13 @@ def test_a_dead_component_the_caller_does_not_need_is_left_out(tmp_path: Path) -
     dead = subprocess.Popen(["true"])
     dead.wait()
     alive, alive_ticks = os.getpid(), procs.start_ticks(os.getpid())
-
-    def record(component: str, pid: int, ticks: int | None) -> dict[str, object]:
-        return {"component": component, "pid": pid, "start_ticks": ticks, "port": 1,
-                "endpoint": "x", "data_dir": str(tmp_path / component),
-                "log": str(tmp_path / f"logs/{component}.log")}
-
-    components = {name: record(name, alive, alive_ticks) for name in ("kafka", "registry", "redis")}
-    components["prometheus"] = record("prometheus", dead.pid, 1)
+    components = {name: _stack_record(tmp_path, name, alive, alive_ticks)
+                  for name in ("kafka", "registry", "redis")}
+    components["prometheus"] = _stack_record(tmp_path, "prometheus", dead.pid, 1)
     (tmp_path / "stack.json").write_text(json.dumps({"components": components}))
     write_env_file(tmp_path / "env", Endpoints("127.0.0.1:1111", "http://r", "redis://x",
                                                prometheus_url="http://127.0.0.1:9090"))
-    needed = ("kafka", "registry", "redis")
-    resolved = stack.resolve_endpoints({}, state_dir=tmp_path, needed=needed)
+    resolved = stack.resolve_endpoints({}, state_dir=tmp_path, needed=REQUIRED)
     assert resolved == Endpoints("127.0.0.1:1111", "http://r", "redis://x", prometheus_url=None)
     with pytest.raises(StackError, match="names prometheus but that process is not running"):
         stack.resolve_endpoints({}, state_dir=tmp_path)
