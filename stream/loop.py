@@ -16,15 +16,6 @@ Invariant (read this before changing anything below):
   the first offsets of both, and in-memory state re-restored from the
   committed changelog; then they are consumed again.
 
-  Delivery reports: librdkafka reports the delivery of every produced record, and the
-  client takes the GIL for each report in whichever thread serves it. The commit
-  thread would serve them inside commit_transaction while this thread processes the
-  next batch, and take the GIL from it a few thousand times per batch. So this thread
-  serves them itself, in bulk, every few records (``_serve_deliveries``), and the commit
-  thread waits (``delivered``) until they are all served, or this thread stops
-  processing, or HANDOFF_WAIT_S, before it commits. The wait changes no outcome:
-  commit_transaction delivers whatever is left and fails if a record was not delivered.
-
   A rebalance callback first waits for the batch being committed (and aborts
   and resets it if it failed), so it never runs while a transaction is open,
   and state handed over to another instance is exactly what was committed.
@@ -34,7 +25,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -56,11 +46,6 @@ from stream.messages import (
 
 log = logging.getLogger(__name__)
 GC_THRESHOLD = 10_000  # allocations between collections of the youngest generation
-# At most this long the commit thread leaves the delivery reports to the loop thread
-# (module docstring); then it commits, serving what is left itself. Under load they are
-# all served within a few records; an idle loop thread (waiting in consume()) lets it
-# wait this long, for a batch that then commits this much later.
-HANDOFF_WAIT_S = 0.02
 
 
 class FatalProcessingError(RatingError):
@@ -212,31 +197,17 @@ class ExactlyOnceLoop:
         except KafkaException as exc:
             self._abort([batch], exc)
             return
-        delivered = threading.Event()
         self._committing = _Committing(
             self._committer.submit(self._commit, batch, self._consumer.consumer_group_metadata(),
-                                   started, delivered), batch, delivered)
+                                   started), batch)
 
     def _outputs_of(self, batch: list[Message]) -> list[Output]:
         """Every output of the batch, changelog records last (state changes are applied)."""
-        return outputs_of(batch, self._stage_by_topic, self._stages, self._serve_deliveries)
+        return outputs_of(batch, self._stage_by_topic, self._stages)
 
-    def _serve_deliveries(self) -> None:
-        """Between records: serve the delivery reports of the transaction being committed,
-        all of them at once without handing the GIL over, and tell the commit thread
-        when none is left. Serving them also lets the commit thread take the GIL."""
-        committing = self._committing
-        if committing is None or committing.done.done():
-            return
-        self._producer.poll(0)
-        if not committing.delivered.is_set() and len(self._producer) == 0:
-            committing.delivered.set()
-
-    def _commit(self, batch: list[Message], group_metadata: object, started: float,
-                delivered: threading.Event) -> None:
+    def _commit(self, batch: list[Message], group_metadata: object, started: float) -> None:
         """On the commit thread: the batch's offsets into its transaction, then commit."""
         self._producer.send_offsets_to_transaction(next_offsets(batch), group_metadata)
-        delivered.wait(HANDOFF_WAIT_S)
         while True:
             try:
                 self._producer.commit_transaction()
@@ -263,7 +234,6 @@ class ExactlyOnceLoop:
         committing, self._committing = self._committing, None
         if committing is None:
             return True
-        committing.delivered.set()  # this thread waits now: the commit thread serves them
         try:
             committing.done.result()
         except KafkaException as exc:
@@ -328,7 +298,6 @@ class ExactlyOnceLoop:
 class _Committing(NamedTuple):
     done: Future[None]
     batch: list[Message]
-    delivered: threading.Event  # set: the commit thread may serve the delivery reports
 
 
 def _describe(partitions: Sequence[TopicPartition]) -> str:

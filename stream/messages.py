@@ -7,9 +7,9 @@ attribute lookups per record."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Protocol
 
 from confluent_kafka import Message, Producer, TopicPartition
 
@@ -51,30 +51,17 @@ class RecordStage(Protocol):
     def end_batch(self) -> Iterable[Output]: ...
 
 
-RECORDS_BETWEEN_CALLS: Final = 64
-
-
 def all_usable(messages: Sequence[Message]) -> bool:
     """True when no message of the batch is an error event (the usual case)."""
     return all(message.error() is None for message in messages)
 
 
 def outputs_of(batch: Sequence[Message], stage_by_topic: Mapping[str, RecordStage],
-               stages: Sequence[RecordStage],
-               every_few_records: Callable[[], object] | None = None) -> list[Output]:
-    """Every output of the batch, in order, then each stage's changelog records.
-
-    ``every_few_records`` is called after each RECORDS_BETWEEN_CALLS records (the loop
-    serves the previous transaction's delivery reports there)."""
+               stages: Sequence[RecordStage]) -> list[Output]:
+    """Every output of the batch, in order, then each stage's changelog records."""
     outputs: list[Output] = []
-    countdown = RECORDS_BETWEEN_CALLS
     for message in batch:
         outputs.extend(stage_by_topic[message.topic() or ""].process(message))
-        countdown -= 1
-        if countdown == 0:
-            countdown = RECORDS_BETWEEN_CALLS
-            if every_few_records is not None:
-                every_few_records()
     for stage in stages:
         outputs.extend(stage.end_batch())
     return outputs

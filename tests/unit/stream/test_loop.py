@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -33,13 +32,8 @@ class FakeConsumer:
 
 
 class FakeProducer:
-    """Records its calls. Each produced record has a delivery report waiting (``len``)
-    until ``poll`` or ``commit_transaction`` serves it, as librdkafka's do."""
-
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
-        self.undelivered = 0
-        self.served_at_commit: list[int] = []  # reports commit_transaction had to serve
 
     def init_transactions(self) -> None:
         self.calls.append(("init",))
@@ -51,28 +45,13 @@ class FakeProducer:
                 partition: int = -1, headers: Any = None) -> None:  # Producer.produce's order
         self.calls.append(("produce", topic, {"key": key, "value": value,
                                               "partition": partition, "headers": headers}))
-        self.undelivered += 1
-
-    def poll(self, timeout: float) -> int:
-        served, self.undelivered = self.undelivered, 0
-        if served:
-            self.calls.append(("served", served))
-        return served
-
-    def __len__(self) -> int:
-        return self.undelivered
 
     def send_offsets_to_transaction(self, offsets: list[TopicPartition], metadata: str) -> None:
         self.calls.append(("offsets", sorted((tp.topic, tp.partition, tp.offset)
                                              for tp in offsets), metadata))
 
     def commit_transaction(self) -> None:
-        self._deliver_the_rest()
         self.calls.append(("commit",))
-
-    def _deliver_the_rest(self) -> None:
-        self.served_at_commit.append(self.undelivered)
-        self.undelivered = 0
 
     def flush(self, timeout: float) -> None:
         return None
@@ -185,7 +164,6 @@ class ScriptedProducer(FakeProducer):
     def commit_transaction(self) -> None:
         if self._hold_commit is not None:
             self.calls.append(("commit-waits", self._hold_commit.wait(5)))
-        self._deliver_the_rest()
         failure = self._failures.pop(0) if self._failures else None
         if failure is not None:
             self.calls.append(("commit-fails", failure.fatal()))
@@ -310,43 +288,3 @@ def test_a_failed_commit_found_at_a_revocation_rewinds_only_the_partitions_that_
         ("commit-waits", True), ("commit-fails", False), ("abort",),
         ("seek", "in-a", 3, 4),  # in-a[0] is being revoked: its next owner starts over
         ("reset-state",), ("revoked",)]
-
-
-# Delivery reports (stream/loop.py docstring): the loop thread serves those of the batch
-# being committed while it processes the next one; the commit thread waits for that.
-
-def test_the_loop_thread_serves_the_delivery_reports_of_the_batch_being_committed(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("stream.loop.HANDOFF_WAIT_S", 30.0)  # never the reason it goes on
-    first = [_message("in-a", 0, offset) for offset in range(100)]
-    second = [_message("in-a", 0, offset) for offset in range(100, 200)]
-    producer = FakeProducer()
-    loop = ExactlyOnceLoop(FakeConsumer([first, second]), producer,  # type: ignore[arg-type]
-                           [Echo("a", "in-a")], batch_size=100, batch_timeout_s=0.0)
-    loop.run(should_stop=lambda: loop.batches_committed == 2)
-
-    calls = [call[0] for call in producer.calls]
-    # Batch 1's 100 outputs and its changelog record were served by the loop thread
-    # while it processed batch 2, all at once, before batch 1 was committed ...
-    assert ("served", 101) in producer.calls
-    assert calls.index("offsets") < producer.calls.index(("served", 101)) < calls.index("commit")
-    assert producer.served_at_commit[0] == 0
-    # ... and batch 2's, with no batch after it, by its own commit.
-    assert producer.served_at_commit[1] == 101
-    assert calls.count("served") == 1
-
-
-def test_a_loop_thread_with_nothing_to_process_does_not_hold_the_commit_back(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("stream.loop.HANDOFF_WAIT_S", 30.0)
-    producer = FakeProducer()
-    consumer = FakeConsumer([[_message("in-a", 0, 1), _message("in-a", 0, 2)]])
-    loop = ExactlyOnceLoop(consumer, producer, [Echo("a", "in-a")],  # type: ignore[arg-type]
-                           batch_size=10, batch_timeout_s=0.0)
-    started = time.monotonic()
-    loop.run(should_stop=lambda: loop.batches_committed == 1)
-
-    # The loop thread found no input and waited for the commit: the commit thread
-    # served the reports itself at once instead of waiting the 30 s for it.
-    assert producer.served_at_commit == [3]
-    assert time.monotonic() - started < 10
