@@ -26,6 +26,7 @@ from stream.stack.provision import provide_endpoints
 from tests.integration.harness import Pipeline
 
 SERVICES = ("kafka", "registry", "redis", "postgres")
+UNIT_TESTS = Path(__file__).resolve().parent / "unit"
 
 
 @pytest.fixture(scope="session")
@@ -80,11 +81,18 @@ def pipeline(connections: Connections, tmp_path: Path) -> Iterator[Pipeline]:
 def pytest_configure(config: pytest.Config) -> None:
     """Under xdist, on the controller: provide the services before any worker starts."""
     workers = getattr(config.option, "numprocesses", None)
-    if not workers or os.environ.get("PYTEST_XDIST_WORKER"):
+    if not workers or os.environ.get("PYTEST_XDIST_WORKER") or only_unit_tests(config.args):
         return
     provided, cleanup = provide_endpoints(SERVICES)
     os.environ.update(provided.as_env())  # execnet workers inherit the environment
     config.add_cleanup(cleanup)
+
+
+def only_unit_tests(args: list[str]) -> bool:
+    """True when every path pytest was given is under tests/unit (they need no service)."""
+    paths = [Path(arg.partition("::")[0]).resolve() for arg in args]
+    return bool(paths) and all(path == UNIT_TESTS or UNIT_TESTS in path.parents
+                               for path in paths)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
