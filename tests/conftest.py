@@ -91,8 +91,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def only_unit_tests(args: list[str]) -> bool:
     """True when every path pytest was given is under tests/unit (they need no service)."""
     paths = [Path(arg.partition("::")[0]).resolve() for arg in args]
-    return bool(paths) and all(path == UNIT_TESTS or UNIT_TESTS in path.parents
-                               for path in paths)
+    return bool(paths) and all(path.is_relative_to(UNIT_TESTS) for path in paths)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
