@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from processors.errors import EventRejected, ReasonCode
+from processors.money import MAX_INTEGER_DIGITS, too_large
 
 AttributeValue = Decimal | str
 
@@ -126,6 +127,15 @@ def parse_number(raw: str, *, event_id: str, attribute: str) -> Decimal:
             f"event {event_id}: attribute {attribute!r} is not finite: {raw!r}",
             {"attribute": attribute},
         )
+    if too_large(value):
+        raise EventRejected(
+            ReasonCode.INVALID_EVENT,
+            f"event {event_id}: attribute {attribute!r} is out of range: {raw!r} (at most "
+            f"{MAX_INTEGER_DIGITS} digits before the decimal point)",
+            {"attribute": attribute},
+        )
+    if value.is_zero() and value.is_signed():
+        return value.copy_abs()  # "-0" is 0: no minus sign on a record
     return value
 
 

@@ -8,13 +8,28 @@ unit. Rates and quantities keep their own scale until then, so a rate of
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Context, Decimal, Inexact, InvalidOperation
+from typing import Final
 
 # Wide enough that no product of a catalog rate and an event quantity is ever
-# rounded by the arithmetic itself; only ``round_money`` rounds.
-_EXACT = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation])
+# rounded by the arithmetic itself; only ``round_money`` rounds. Numbers on events and
+# in the catalog have at most MAX_INTEGER_DIGITS digits before the point; should a
+# result still not fit (say, a quantity with 50 decimals), Inexact is raised instead of
+# rounding twice, and the caller rejects the event (processors/pipeline.py).
+_EXACT = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Inexact])
+_ROUNDING = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation])
+
+# The largest number an event or the catalog may carry has this many digits before the
+# decimal point (below 10**18): beyond any real quantity, rate or quota, and far inside
+# what _EXACT holds exactly.
+MAX_INTEGER_DIGITS: Final = 18
 
 ZERO = Decimal(0)
+
+
+def too_large(value: Decimal) -> bool:
+    """True when ``value`` has more than MAX_INTEGER_DIGITS digits before the point."""
+    return value.adjusted() >= MAX_INTEGER_DIGITS and not value.is_zero()
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +86,7 @@ def subtract(a: Decimal, b: Decimal) -> Decimal:
 
 def round_money(amount: Decimal, cur: Currency) -> Decimal:
     """Round half-even to the currency's minor unit (the per-line rule)."""
-    return _EXACT.quantize(amount, cur.quantum)  # the context rounds half-even
+    return _ROUNDING.quantize(amount, cur.quantum)  # the context rounds half-even
 
 
 def fits_minor_unit(amount: Decimal, cur: Currency) -> bool:

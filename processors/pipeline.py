@@ -18,7 +18,7 @@ from processors.errors import EventRejected, ReasonCode
 from processors.events import Origin, RatedUsage, UsageEvent
 from processors.lookups import account_of
 from processors.quota import QuotaAlert, QuotaDecision, QuotaState, check_quota, quota_effect
-from processors.rating import DUPLICATE, Rated, rate
+from processors.rating import DUPLICATE, Rated, inexact, rate
 from processors.state import RatingState
 
 QUOTA_PREFIXES = ("qi|", "qu|")
@@ -75,6 +75,17 @@ class EventOutcome:
 def process_event(event: UsageEvent, origin: Origin, catalog: Catalog,
                   state: PartitionState, now: datetime,
                   no_agreement: MissingPolicy = MissingPolicy.ALLOW) -> EventOutcome:
+    """Dedup, quota and rating of one event; raises ``EventRejected``, changing nothing,
+    when it cannot be processed (any other exception is a bug and stops the loop)."""
+    try:
+        return _process_event(event, origin, catalog, state, now, no_agreement)
+    except ArithmeticError as error:  # an amount that cannot be exact: processors/money.py
+        raise inexact(event, error) from None
+
+
+def _process_event(event: UsageEvent, origin: Origin, catalog: Catalog,
+                   state: PartitionState, now: datetime,
+                   no_agreement: MissingPolicy) -> EventOutcome:
     # The fingerprint is needed to compare with an id seen before, and to remember the
     # event; an event seen for the first time and blocked by quota needs neither.
     fingerprint = None

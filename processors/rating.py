@@ -100,13 +100,27 @@ def rate(
                 f"event {event.event_id}: this id was already rated with a different payload",
                 {"event_id": event.event_id},
             )
-    priced = _price(event, catalog, state)
-    if priced is None:
-        return Skipped(NOT_BILLABLE)
-    record = priced.record(origin, rated_at, catalog.version, quota_note)
+    try:
+        priced = _price(event, catalog, state)
+        if priced is None:
+            return Skipped(NOT_BILLABLE)
+        record = priced.record(origin, rated_at, catalog.version, quota_note)
+    except ArithmeticError as error:  # see processors/money.py
+        raise inexact(event, error) from None
     # The only write, after every step that can reject has passed.
     state.apply(priced.change(fingerprint))
     return Rated(record)
+
+
+def inexact(event: UsageEvent, error: ArithmeticError) -> EventRejected:
+    """The rejection of an event whose amounts cannot be computed exactly: Decimal
+    arithmetic beyond ``processors.money``'s precision is an error, never rounded."""
+    return EventRejected(
+        ReasonCode.BAD_ATTRIBUTE,
+        f"event {event.event_id}: an amount for its quantities cannot be computed exactly "
+        f"({type(error).__name__}: a quantity or rate out of range)",
+        {"event_id": event.event_id},
+    )
 
 
 def estimate(event: UsageEvent, catalog: Catalog, state: RatingState, at: datetime) -> RatedUsage:
@@ -116,12 +130,14 @@ def estimate(event: UsageEvent, catalog: Catalog, state: RatingState, at: dateti
     not check for duplicates. ``at`` is the record's ``rated_at``; the event's
     own time chooses the period, rate group and billing month.
     """
-    priced = _price(event, catalog, state)
-    if priced is None:
-        raise NotBillableError(
-            f"event {event.event_id}: {event.service_item_type} {event.operation} is not billable"
-        )
-    return priced.record(ESTIMATE_ORIGIN, at, catalog.version)
+    try:
+        priced = _price(event, catalog, state)
+        if priced is None:
+            raise NotBillableError(f"event {event.event_id}: {event.service_item_type} "
+                                   f"{event.operation} is not billable")
+        return priced.record(ESTIMATE_ORIGIN, at, catalog.version)
+    except ArithmeticError as error:  # see processors/money.py
+        raise inexact(event, error) from None
 
 
 # The private records below are built for every event: plain classes with their own

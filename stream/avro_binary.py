@@ -39,6 +39,7 @@ from functools import cache
 from typing import Any
 
 from processors.events import AttributeValue, Origin, RatedUsage, UsageEvent
+from processors.money import MAX_INTEGER_DIGITS
 from stream.serde import parsed_schema
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -158,7 +159,8 @@ def _optional_string(data: bytes, pos: int) -> tuple[str | None, int]:
 
 def _attributes(data: bytes, pos: int) -> tuple[dict[str, AttributeValue], int]:
     """The attributes array, for the usual encoding only: one block, names and values
-    shorter than 64 bytes, exactly one of number (a finite decimal) or text set.
+    shorter than 64 bytes, exactly one of number (a finite decimal below 10**18, not -0)
+    or text set.
 
     Inlined rather than built from ``_string`` calls: an event has several attributes
     and this was half the cost of reading one. Reads past the end are caught by the
@@ -185,8 +187,9 @@ def _attributes(data: bytes, pos: int) -> tuple[dict[str, AttributeValue], int]:
             if size & 0x81 or data[pos] != 0:
                 raise Unusual("unusual number")
             value = Decimal(data[end + 2:pos].decode())
-            if not value.is_finite():
-                raise Unusual("not finite")
+            if not value.is_finite() or value.adjusted() >= MAX_INTEGER_DIGITS or (
+                    value.is_signed() and value.is_zero()):
+                raise Unusual("not finite, too large or -0")  # parse_number words it
             attributes[name] = value
             pos += 1
         elif data[end] == 0 and data[end + 1] == 2:  # number null, text set

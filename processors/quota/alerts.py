@@ -17,6 +17,7 @@ from decimal import Decimal
 
 from processors.catalog.model import QuotaPolicy
 from processors.events import UsageEvent
+from processors.money import multiply
 from processors.quota.model import QuotaAlert, UsageKey
 
 HUNDRED = Decimal(100)
@@ -41,7 +42,8 @@ def crossings(
     now_fired = set(fired)
     alerts: list[QuotaAlert] = []
     for threshold in policy.thresholds:
-        reached = used > 0 and used * HUNDRED >= limit * threshold.percent
+        reached = used > 0 and (multiply(used, HUNDRED)
+                                 >= multiply(limit, Decimal(threshold.percent)))
         if reached and threshold.percent not in now_fired:
             now_fired.add(threshold.percent)
             alert = _alert(event, key, threshold.percent, str(threshold.action), used, limit)

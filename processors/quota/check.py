@@ -31,6 +31,7 @@ from processors.catalog.model import (
 from processors.errors import EventRejected, ReasonCode
 from processors.events import UsageEvent
 from processors.lookups import PerCatalog
+from processors.money import ZERO, add, multiply, subtract
 from processors.quota.alerts import crossings
 from processors.quota.model import (
     Holding,
@@ -247,10 +248,10 @@ def _deltas(before: Instance | None, after: Instance | None) -> dict[tuple[str, 
     deltas: dict[tuple[str, str], Decimal] = {}
     for holding in before.holdings if before is not None else ():
         key = (holding.agreement, holding.quota)
-        deltas[key] = deltas.get(key, Decimal(0)) - holding.amount
+        deltas[key] = subtract(deltas.get(key, ZERO), holding.amount)
     for holding in after.holdings if after is not None else ():
         key = (holding.agreement, holding.quota)
-        deltas[key] = deltas.get(key, Decimal(0)) + holding.amount
+        deltas[key] = add(deltas.get(key, ZERO), holding.amount)
     return {key: delta for key, delta in deltas.items() if delta != 0}
 
 
@@ -268,7 +269,7 @@ def _usage_after(
     for (agreement_id, quota), delta in sorted(_deltas(before, after).items()):
         key = UsageKey(account.account_id, agreement_id, quota)
         current = state.usage(key)
-        used = current.used + delta
+        used = add(current.used, delta)
         agreement = catalog.agreements.get(agreement_id)
         limit = agreement.quotas[quota].limit if agreement and quota in agreement.quotas else None
         if agreement is None or limit is None:  # counted without a limit
@@ -295,7 +296,7 @@ def _enforce(
     for threshold in policy.thresholds:
         if threshold.action is not ThresholdAction.BLOCK:
             continue
-        if (used + requested) * HUNDRED > limit * threshold.percent:
+        if multiply(add(used, requested), HUNDRED) > multiply(limit, Decimal(threshold.percent)):
             raise _reject(
                 ReasonCode.QUOTA_EXCEEDED,
                 event,

@@ -1,8 +1,18 @@
-from decimal import Decimal
+from decimal import Decimal, Inexact, InvalidOperation
 
 import pytest
 
-from processors.money import CURRENCIES, currency, fits_minor_unit, multiply, round_money
+from processors.money import (
+    CURRENCIES,
+    MAX_INTEGER_DIGITS,
+    add,
+    currency,
+    fits_minor_unit,
+    multiply,
+    round_money,
+    subtract,
+    too_large,
+)
 
 
 @pytest.mark.parametrize(
@@ -50,3 +60,31 @@ def test_fits_minor_unit() -> None:
     assert not fits_minor_unit(Decimal("1.5"), jpy)
     assert fits_minor_unit(Decimal("1.50"), usd)
     assert not fits_minor_unit(Decimal("1.505"), usd)
+
+
+def test_arithmetic_that_would_round_raises_instead() -> None:
+    # Only round_money rounds: a product or sum beyond 60 digits is an error the engine
+    # turns into a rejection (processors/rating.py: inexact), never a silent rounding.
+    tiny = Decimal("0." + "0" * 58 + "1")  # 59 decimals
+    assert add(Decimal(1), tiny) == Decimal("1." + "0" * 58 + "1")  # 60 digits: exact
+    with pytest.raises(Inexact):
+        add(Decimal(10), tiny)  # 61 digits
+    with pytest.raises(Inexact):
+        subtract(Decimal(100), tiny)  # 99.99...9: 61 digits
+    with pytest.raises(Inexact):
+        multiply(Decimal("0.5" + "0" * 59 + "1"), Decimal("0.01"))
+
+
+def test_rounding_an_amount_beyond_the_precision_is_an_error_not_a_guess() -> None:
+    with pytest.raises(InvalidOperation):
+        round_money(Decimal("1E+70"), CURRENCIES["USD"])
+
+
+def test_too_large_is_eighteen_digits_before_the_point() -> None:
+    assert MAX_INTEGER_DIGITS == 18
+    assert not too_large(Decimal("999999999999999999.999"))
+    assert too_large(Decimal("1000000000000000000"))
+    assert too_large(Decimal("1E+18"))
+    assert too_large(Decimal("-1E+18"))
+    assert not too_large(Decimal("0E+50"))  # zero, however it is written
+    assert not too_large(Decimal("1E-40"))

@@ -135,3 +135,21 @@ def test_alerts_come_with_the_rated_event_that_crossed_the_threshold() -> None:
     assert [(a.agreement_id, a.quota_id, a.threshold_percent, a.action, a.used, a.limit)
             for a in crossing.alerts] == [
         ("eng-platform", "VirtualMachine:sum:vcpu", 50, "notify", Decimal(16), Decimal(32))]
+
+
+def test_a_quota_sum_too_large_for_exact_arithmetic_is_rejected_not_a_crash() -> None:
+    # The quota decision comes before rating, so its arithmetic needs the same guard as
+    # rating's: data-main's used + requested size_gb beyond 60 digits is a rejection with
+    # a reason, not an exception that stops the rater, and not a rounded sum.
+    state = PartitionState()
+    assert run(event("Storage", "vol-1", "Create", 1, home_ou="eng/data", size_gb=5,
+                     tier="ssd"), state).rated is not None
+    before = snapshot(state)
+    tiny = event("Storage", "vol-2", "Create", 2, home_ou="eng/data", size_gb=1,
+                 tier="ssd")
+    tiny.attributes["size_gb"] = Decimal("0." + "0" * 59 + "1")  # 60 decimals: 5 + it is 61
+    with pytest.raises(EventRejected) as raised:
+        run(tiny, state)
+    assert raised.value.reason is ReasonCode.BAD_ATTRIBUTE
+    assert "event vol-2-Create-2: an amount" in raised.value.message
+    assert snapshot(state) == before

@@ -10,7 +10,7 @@ import pytest
 
 from processors.errors import EventRejected, ReasonCode
 from processors.events import UsageEvent
-from processors.rating import rate
+from processors.rating import Rated, rate
 from processors.state import RatingState
 from tests.unit.processors.factories import BASE, CATALOG, ORIGIN, RATED_AT, RATES, catalog, event
 
@@ -140,3 +140,39 @@ def _state_with_history() -> RatingState:
 
 def _snapshot(state: RatingState) -> dict[str, bytes | None]:
     return {key: state.dump(key) for key in state.all_keys()}
+
+
+# Quantities the engine cannot price exactly. The decoder refuses numbers of 10**18 and
+# more (tests/unit/stream/test_codec.py); these reach the engine directly. Decimal
+# arithmetic beyond processors.money's precision must be a rejection with a reason,
+# never an exception that stops the rater (it would stop again on the same event after
+# every restart) and never a second rounding.
+
+
+def test_an_amount_too_large_to_round_is_rejected_with_a_reason() -> None:
+    state = _state_with_history()
+    before = _snapshot(state)
+    huge = event("huge", quantity=Decimal("1E+70"))  # 10 USD x 1E+70: no cent fits 60 digits
+    with pytest.raises(EventRejected) as raised:
+        rate(huge, ORIGIN, CATALOG, state, RATED_AT)
+    assert raised.value.reason is ReasonCode.BAD_ATTRIBUTE
+    assert "event huge: an amount for its quantities cannot be computed exactly" in str(
+        raised.value)
+    assert _snapshot(state) == before
+
+
+def test_a_product_beyond_the_precision_is_rejected_not_rounded_twice() -> None:
+    # 0.01 USD x 0.50...01 (61 significant digits) is just above half a cent: 0.01 by
+    # hand. Rounded to 60 digits first, it would be the tie 0.005, then 0.00.
+    cheap = catalog(RATES.replace('{rate_code: HD, unit: disk, rate: "10"}',
+                                  '{rate_code: HD, unit: disk, rate: "0.01"}'))
+    quantity = Decimal("0.5" + "0" * 59 + "1")
+    with pytest.raises(EventRejected) as raised:
+        rate(event("long", quantity=quantity), ORIGIN, cheap, RatingState(), RATED_AT)
+    assert raised.value.reason is ReasonCode.BAD_ATTRIBUTE
+    assert "Inexact" in raised.value.message
+    # 60 significant digits still fit: priced exactly and rounded once.
+    fits = Decimal("0.5" + "0" * 58 + "1")
+    rated = rate(event("fits", quantity=fits), ORIGIN, cheap, RatingState(), RATED_AT)
+    assert isinstance(rated, Rated)
+    assert rated.record.net_amount == Decimal("0.01")

@@ -167,6 +167,10 @@ def test_usual_events_take_the_hand_written_path(event: UsageEvent) -> None:
     ({"attributes": [{"name": "vcpu", "number": "4", "text": "four"}]}, "exactly one"),
     ({"attributes": [{"name": "vcpu", "number": "NaN", "text": None}]}, "not finite"),
     ({"attributes": [{"name": "vcpu", "number": "4", "text": None}] * 2}, "appears twice"),
+    ({"attributes": [{"name": "vcpu", "number": "1E+70", "text": None}]},
+     r"'vcpu' is out of range: '1E\+70' \(at most 18 digits before the decimal point\)"),
+    ({"attributes": [{"name": "gb", "number": "1000000000000000000", "text": None}]},
+     "out of range"),
 ])
 def test_invalid_events_get_the_reference_rejection_through_read_event(
         record_change: dict[str, Any], reason: str) -> None:
@@ -176,6 +180,23 @@ def test_invalid_events_get_the_reference_rejection_through_read_event(
     with pytest.raises(EventRejected, match=reason) as caught:
         read_event(decoder, HEADER + _encode(record))
     assert caught.value.reason is ReasonCode.INVALID_EVENT
+
+
+@pytest.mark.parametrize("text", ["-0", "-0.00", "-0E+3"])
+def test_a_negative_zero_is_read_as_zero(text: str) -> None:
+    decoder = AvroDecoder(None, "usage_event.avsc")  # type: ignore[arg-type]
+    decoder.remember(7, "usage_event.avsc")
+    record = {**event_to_avro(_usual_event()),
+              "attributes": [{"name": "size_gb", "number": text, "text": None}]}
+    size = read_event(decoder, HEADER + _encode(record)).attributes["size_gb"]
+    assert isinstance(size, Decimal)
+    assert size.is_zero()
+    assert not size.is_signed()  # no "-0.00" on a rated record
+
+
+def test_the_largest_number_accepted_takes_the_hand_written_path() -> None:
+    largest = _usual_event(attributes={"gb": Decimal("999999999999999999.5")})
+    assert _agrees(_encode(event_to_avro(largest))) == largest
 
 
 def test_undecodable_bytes_are_rejected_as_before() -> None:

@@ -136,6 +136,12 @@ CASES: list[tuple[str, str, tuple[str, str] | None, str]] = [
         "expected a finite decimal number",
     ),
     (
+        "rate out of range",
+        _table(DISK_UNIT + "    rows:\n      - {rate_code: X, unit: u, rate: 1E+18}  # <-\n"),
+        None,
+        "'1E+18' is out of range: at most 18 digits before the decimal point",
+    ),
+    (
         "duplicate rate code",
         _table(
             DISK_UNIT + "    lookup: [model]\n    rows:\n"
