@@ -21,7 +21,7 @@ from decimal import Decimal
 from fastapi import APIRouter
 
 from api.deps import Caller, Services, account_in_scope
-from api.errors import error_responses
+from api.errors import ApiError, error_responses
 from api.models import EstimateBasis, EstimateOut, EstimateRequest, HistoryTierOut
 from processors.catalog import AttributeType, Catalog
 from processors.events import AttributeValue, RatedUsage, UsageEvent, parse_number
@@ -50,13 +50,23 @@ def event_of(body: EstimateRequest, catalog: Catalog, now: datetime) -> UsageEve
                                             attribute=name)
         else:
             attributes[name] = raw
-    when = body.event_time or now
-    return UsageEvent(event_id=ESTIMATE_EVENT_ID, event_time=when.astimezone(UTC),
+    when = utc_event_time(body.event_time or now)
+    return UsageEvent(event_id=ESTIMATE_EVENT_ID, event_time=when,
                       service_item_type=body.service_item_type,
                       service_item_id=body.service_item_id, operation=body.operation,
                       attributes=attributes, requester=body.requester, home_ou=body.home_ou,
                       source=ESTIMATE_SOURCE, account_id=body.account_id,
                       provider=body.provider, product=body.product)
+
+
+def utc_event_time(when: datetime) -> datetime:
+    """``when`` in UTC. An aware time at the edge of the datetime range (0001-01-01T00:00
+    at +01:00) has no UTC value: the caller's mistake, answered like any invalid body."""
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:
+        raise ApiError(422, "INVALID_REQUEST", f"body.event_time: {when.isoformat()} is "
+                       "outside the supported date range once converted to UTC") from None
 
 
 def usage_so_far(history: BillingHistoryStore, priced: RatedUsage

@@ -1,7 +1,8 @@
 """GET /v1/quota/{account}: the account's quota status from the Redis quota view.
 
 Reads the layout documented in sinks/quota_view.py: the account's index set,
-then every hash it lists, in one round trip.
+then every hash it lists, in one round trip. The index key comes from the view's own
+``index_key`` (key parts escaped), never spelt out here, so reads find what it wrote.
 """
 
 from __future__ import annotations

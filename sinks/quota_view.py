@@ -10,7 +10,12 @@ Redis is down the view falls behind and catches up (sinks/runner.py).
 Redis layout (a public contract, read by the REST API; ``rating`` is the
 default key prefix):
 
-- ``rating:quota:<account>:<agreement>:<quota id>`` -- hash, one per quota in use:
+- ``rating:quota:<account>:<agreement>:<quota id>`` -- hash, one per quota in use.
+  Each part is escaped as in the aggregates (sinks/aggregate_layout.py, ``key_component``):
+  ``%`` and ``:`` are written ``%25`` and ``%3A``, so
+  ``rating:quota:acct-eng:eng-platform:VirtualMachine%3Asum%3Avcpu``. Catalog
+  identifiers may contain ``:``: unescaped, account ``acct-eng`` with agreement
+  ``main:vm`` and account ``acct-eng:main`` with agreement ``vm`` would share a hash.
 
   ============== ===========================================================
   field          value (all strings)
@@ -36,10 +41,17 @@ default key prefix):
   ============== ===========================================================
 
   A tombstone (the quota back at zero with nothing fired) deletes the hash.
-  The quota id contains ``:``, so do not parse keys: read the fields, or the index.
-- ``rating:quota-index:<account>`` -- set of that account's quota hash keys.
+  Do not parse keys: read the fields, or the index.
+- ``rating:quota-index:<account>`` -- set of that account's quota hash keys (the
+  account escaped the same way).
 - ``rating:quota-view:offsets`` -- hash ``<partition>`` -> next changelog offset to
   read, written in the same MULTI/EXEC as the quota hashes it covers.
+
+Writers and readers (the REST API, api/quota.py) build keys only with
+:func:`hash_key` and :func:`index_key`. A view written before key parts were
+escaped must be rebuilt: stop ``rating sink quota-view``, delete the view's keys
+(``rating:quota:*``, ``rating:quota-index:*``, ``rating:quota-view:offsets``), start
+it again; with no stored offsets it reads the compacted changelog from the beginning.
 
 Exactly once in effect (sinks/base.py): each batch is one optimistic
 transaction (WATCH on the offsets hash, MULTI/EXEC) that writes the hashes and
@@ -68,6 +80,7 @@ from confluent_kafka import Message
 
 from processors.catalog import Catalog
 from processors.quota.model import USAGE, UsageKey
+from sinks.aggregate_layout import key_component
 from sinks.base import SinkRecord
 from sinks.redis_fence import OffsetFencedRedisStore
 from sinks.redis_fence import text as _text
@@ -103,11 +116,19 @@ def parse_usage_key(key: str) -> UsageKey | None:
 
 
 def hash_key(prefix: str, key: UsageKey) -> str:
-    return f"{prefix}:quota:{key.account}:{key.agreement}:{key.quota}"
+    # Escaped parts: catalog identifiers may contain ':', and two quotas sharing a
+    # hash would overwrite (or a tombstone delete) each other.
+    parts = (key.account, key.agreement, key.quota)
+    return f"{prefix}:quota:" + ":".join(key_component(part) for part in parts)
 
 
 def index_key(prefix: str, account: str) -> str:
-    return f"{prefix}:quota-index:{account}"
+    return f"{prefix}:quota-index:{key_component(account)}"
+
+
+def index_pattern(prefix: str) -> str:
+    """SCAN pattern of every account's index (``*`` is not an account to escape)."""
+    return f"{prefix}:quota-index:*"
 
 
 def offsets_key(prefix: str) -> str:
@@ -199,7 +220,7 @@ class QuotaViewStore(OffsetFencedRedisStore):
         """Recompute limit, percent, thresholds, catalog_version of every hash; how many."""
         catalog = self._catalog()
         hashes = 0
-        for index in self._client.scan_iter(match=index_key(self._prefix, "*"), count=500):
+        for index in self._client.scan_iter(match=index_pattern(self._prefix), count=500):
             members = sorted(self._client.smembers(index))
             if not members:
                 continue

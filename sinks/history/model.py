@@ -21,7 +21,7 @@ import base64
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -130,14 +130,18 @@ def encode_cursor(row: HistoryRow) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The sort key a cursor names, its time in UTC; HistoryError for anything else."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         time_text, event_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
         when = datetime.fromisoformat(time_text)
-    except (ValueError, TypeError) as exc:
+        if when.tzinfo is None or not isinstance(event_id, str):
+            raise HistoryError(f"invalid cursor {cursor!r}")
+        # Converted here: a time at the edge of the datetime range (0001-01-01T00:00+01:00)
+        # has no UTC value, and the stores would only find out while building the query.
+        when = when.astimezone(UTC)
+    except (ValueError, TypeError, OverflowError) as exc:
         raise HistoryError(f"invalid cursor {cursor!r}: {exc}") from None
-    if when.tzinfo is None or not isinstance(event_id, str):
-        raise HistoryError(f"invalid cursor {cursor!r}")
     return when, event_id
 
 

@@ -10,7 +10,8 @@ from datetime import timedelta
 import pytest
 import redis
 
-from sinks.quota_view import run_quota_view
+from processors.quota.model import UsageKey
+from sinks.quota_view import hash_key, run_quota_view
 from stream.readback import read_all
 from tests.integration.events import NOVEMBER, vm
 from tests.integration.harness import Pipeline
@@ -79,7 +80,7 @@ def test_eng_platform_sub_agreement_alerts_blocks_and_releases(pipeline: Pipelin
                                                          stop), kwargs={"key_prefix": prefix})
     view.start()
     client = redis.Redis.from_url(pipeline.connections.redis_url, decode_responses=True)
-    key = f"{prefix}:quota:acct-eng:eng-platform:{SUB_VCPU}"
+    key = hash_key(prefix, UsageKey("acct-eng", "eng-platform", SUB_VCPU))
     try:
         deadline = time.monotonic() + 60
         while client.hget(key, "used") != "32":

@@ -22,7 +22,7 @@ import redis
 from confluent_kafka import KafkaError, Message
 from prometheus_client import REGISTRY
 
-from sinks.quota_view import SINK_NAME, run_quota_view
+from sinks.quota_view import SINK_NAME, hash_key, parse_usage_key, run_quota_view
 from stream.clients import transactional_producer
 from stream.settings import Connections
 from stream.stack.downloads import cache_dir, debian_binary
@@ -95,8 +95,9 @@ def records(result: str) -> float:
 
 
 def hkey(prefix: str, state_key: str) -> str:
-    _, account, agreement, quota = state_key.split("|")
-    return f"{prefix}:quota:{account}:{agreement}:{quota}"
+    usage = parse_usage_key(state_key)
+    assert usage is not None, state_key
+    return hash_key(prefix, usage)
 
 
 def view_dump(client: redis.Redis, prefix: str) -> dict[str, Any]:

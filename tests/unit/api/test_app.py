@@ -6,6 +6,8 @@ closed port (so Redis is really unreachable)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -28,6 +30,7 @@ from sinks.history import open_history_store
 from stream.catalog_feed import CatalogUnavailable
 from tests.exposition import sample
 from tests.unit.api.dataset import example_catalog
+from tests.unit.sinks.test_quota_view_format import MINE, THEIRS, fake_quota_view
 
 TOKENS = TokenRegistry.from_entries([
     {"name": "finance", "sha256": hash_token("f"), "role": "finance"},
@@ -48,11 +51,14 @@ def catalog() -> Catalog:
     return example_catalog()
 
 
-def app_with(catalog: CatalogProvider) -> Iterator[TestClient]:
+def app_with(catalog: CatalogProvider,
+             redis_client: redis.Redis | None = None) -> Iterator[TestClient]:
+    """The app over an empty history and ``redis_client`` (default: an unreachable one)."""
     store = open_history_store("sqlite:///:memory:")
-    unreachable = api_redis_client(f"redis://127.0.0.1:{closed_port()}/0")
-    app = create_app(history=store, redis_client=unreachable, catalog=catalog, tokens=TOKENS,
-                     clock=lambda: NOW)
+    if redis_client is None:
+        redis_client = api_redis_client(f"redis://127.0.0.1:{closed_port()}/0")
+    app = create_app(history=store, redis_client=redis_client, catalog=catalog,
+                     tokens=TOKENS, clock=lambda: NOW)
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
     store.close()
@@ -131,6 +137,60 @@ def test_estimate_attributes_are_typed_by_the_catalog(catalog: Catalog) -> None:
         event_of(EstimateRequest(service_item_type="Storage", operation="Create",
                                  attributes={"size_gb": "lots"}, requester="a", home_ou="b"),
                  catalog, NOW)
+
+
+def agreements_used(client: TestClient, account: str) -> list[tuple[str, str]]:
+    """(agreement, used) of each quota GET /v1/quota/<account> answers."""
+    response = client.get(f"/v1/quota/{account}", headers=FINANCE)
+    assert response.status_code == 200, response.text
+    return [(q["agreement"], q["used"]) for q in response.json()["quotas"]]
+
+
+def test_each_account_reads_its_own_quotas_where_unescaped_keys_would_collide(
+        catalog: Catalog) -> None:
+    view = fake_quota_view((MINE, {"used": "3", "fired": []}),
+                           (THEIRS, {"used": "5", "fired": []}))
+    for client in app_with(lambda: catalog, view):
+        assert agreements_used(client, MINE.account) == [(MINE.agreement, "3")]
+        assert agreements_used(client, THEIRS.account) == [(THEIRS.agreement, "5")]
+
+
+ESTIMATE = {"service_item_type": "HardDisk", "operation": "Order", "requester": "alice",
+            "home_ou": "eng/platform", "attributes": {"quantity": 2}}
+
+
+@pytest.mark.parametrize(("change", "code", "named"), [
+    # No UTC value: one hour before year 1, one hour after year 9999.
+    ({"event_time": "0001-01-01T00:00:00+01:00"}, "INVALID_REQUEST", "event_time"),
+    ({"event_time": "9999-12-31T23:59:59-01:00"}, "INVALID_REQUEST", "event_time"),
+    ({"attributes": {"quantity": "1E+100"}}, "INVALID_EVENT", "quantity"),
+])
+def test_a_bad_estimate_request_is_a_422_naming_the_problem(
+        api: TestClient, change: dict[str, object], code: str, named: str) -> None:
+    response = api.post("/v1/estimates", headers=FINANCE, json={**ESTIMATE, **change})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert named in error["message"]
+
+
+def test_an_estimate_at_the_edge_of_the_datetime_range_in_utc_is_priced(
+        api: TestClient) -> None:
+    """Only times with no UTC value are refused; the last second of year 9999 is one."""
+    response = api.post("/v1/estimates", headers=FINANCE,
+                        json={**ESTIMATE, "event_time": "9999-12-31T23:59:59+00:00"})
+    assert response.status_code == 200, response.text
+    assert response.json()["billing_period"] == "9999-12"
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_cursor_out_of_the_datetime_range_is_an_invalid_cursor(api: TestClient,
+                                                                 when: str) -> None:
+    cursor = base64.urlsafe_b64encode(json.dumps([when, "ev-1"]).encode()).decode()
+    response = api.get("/v1/history", params={"cursor": cursor.rstrip("=")},
+                       headers=FINANCE)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "INVALID_CURSOR"
 
 
 def test_a_quota_hash_becomes_a_quota_item() -> None:

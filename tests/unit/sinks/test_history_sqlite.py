@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import sqlite3
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from sinks.history import HistoryFilter, HistoryStoreUnavailable, open_history_store
-from sinks.history.model import BillingHistoryStore, HistoryError
+from sinks.history.model import BillingHistoryStore, HistoryError, decode_cursor
 from sinks.history.sqlite import SqliteHistoryStore
 from tests.unit.sinks.history_records import BASE_TIME, sink_record
 
@@ -162,9 +164,23 @@ def test_filters_match_exactly(store: BillingHistoryStore) -> None:
     assert ids(provider="nobody") == []
 
 
+def cursor_of(when: str, event_id: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps([when, event_id]).encode()).decode()
+
+
+def test_a_cursor_names_its_time_in_utc() -> None:
+    when, event_id = decode_cursor(cursor_of("2026-11-03T11:00:00+01:00", "ev-1"))
+    assert (when, when.tzinfo, event_id) == (datetime(2026, 11, 3, 10, tzinfo=UTC), UTC, "ev-1")
+
+
 def test_bad_page_requests_are_history_errors(store: BillingHistoryStore) -> None:
     with pytest.raises(HistoryError, match="invalid cursor"):
         store.page(HistoryFilter(), "not-a-cursor", 10)
+    for no_utc_value in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        with pytest.raises(HistoryError, match="invalid cursor"):
+            store.page(HistoryFilter(), cursor_of(no_utc_value, "ev-1"), 10)
+    with pytest.raises(HistoryError, match="invalid cursor"):
+        store.page(HistoryFilter(), cursor_of("2026-11-03T10:00:00", "ev-1"), 10)  # naive
     with pytest.raises(HistoryError, match="at least 1"):
         store.page(HistoryFilter(), None, 0)
 

@@ -1,14 +1,21 @@
-"""The quota view's pure formatting: keys, percent, the hash fields, changelog decoding."""
+"""The quota view's pure formatting: keys, percent, the hash fields, changelog decoding;
+and its writes, on an in-memory Redis, for keys that must not collide."""
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
+from typing import Any
 
 import pytest
+import redis
 
 from processors.catalog import Catalog, load_catalog_dir
+from processors.catalog.source import IDENTIFIER
 from processors.quota.model import UsageKey
+from sinks.base import SinkRecord
 from sinks.quota_view import (
+    QuotaViewStore,
     catalog_fields,
     decode_changelog,
     hash_key,
@@ -19,8 +26,13 @@ from sinks.quota_view import (
     quota_fields,
 )
 from stream.settings import REPO_ROOT
+from tests.unit.sinks.fake_redis import FakeRedis
 
 PLATFORM_VCPU = UsageKey("acct-eng", "eng-platform", "VirtualMachine:sum:vcpu")
+# Valid catalog identifiers (they may contain ':') whose unescaped parts join alike.
+MINE = UsageKey("acct-eng", "main:vm", "VirtualMachine:count")
+THEIRS = UsageKey("acct-eng:main", "vm", "VirtualMachine:count")
+CHANGELOG = "rater.changelog"
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +50,49 @@ def test_usage_keys_are_parsed_and_everything_else_is_not() -> None:
 
 def test_redis_keys() -> None:
     assert hash_key("rating", PLATFORM_VCPU) == \
-        "rating:quota:acct-eng:eng-platform:VirtualMachine:sum:vcpu"
+        "rating:quota:acct-eng:eng-platform:VirtualMachine%3Asum%3Avcpu"
     assert index_key("rating", "acct-eng") == "rating:quota-index:acct-eng"
+    assert index_key("rating", "acct:50%") == "rating:quota-index:acct%3A50%25"
     assert offsets_key("rating") == "rating:quota-view:offsets"
+
+
+def test_two_accounts_quotas_get_two_hashes() -> None:
+    assert all(IDENTIFIER.match(part) for part in (*MINE, *THEIRS))
+    assert hash_key("rating", MINE) != hash_key("rating", THEIRS)
+    assert index_key("rating", MINE.account) != index_key("rating", THEIRS.account)
+
+
+def changelog_record(partition: int, offset: int, key: UsageKey,
+                     state: dict[str, Any] | None) -> SinkRecord:
+    value = None if state is None else json.dumps(state).encode()
+    return decode_changelog(CHANGELOG, partition, offset, key.encode().encode(), value)
+
+
+def test_another_accounts_tombstone_leaves_my_quota_intact() -> None:
+    client = FakeRedis()
+    store = QuotaViewStore(client, CHANGELOG, lambda: None)  # type: ignore[arg-type]
+    store.write_batch([changelog_record(0, 0, MINE, {"used": "3", "fired": []}),
+                       changelog_record(1, 0, THEIRS, {"used": "5", "fired": []})])
+    for key, used in ((MINE, "3"), (THEIRS, "5")):
+        fields = client.hgetall(hash_key("rating", key))
+        assert (fields["account"], fields["agreement"], fields["used"]) == \
+            (key.account, key.agreement, used)
+        assert client.smembers(index_key("rating", key.account)) == \
+            {hash_key("rating", key)}
+    store.write_batch([changelog_record(1, 1, THEIRS, None)])
+    assert client.hgetall(hash_key("rating", THEIRS)) == {}
+    assert client.smembers(index_key("rating", THEIRS.account)) == set()
+    assert client.hgetall(hash_key("rating", MINE))["used"] == "3"
+    assert client.smembers(index_key("rating", MINE.account)) == {hash_key("rating", MINE)}
+
+
+def fake_quota_view(*changes: tuple[UsageKey, dict[str, Any] | None]) -> redis.Redis:
+    """A FakeRedis holding what the quota view writes for ``changes`` (in order)."""
+    client = FakeRedis()
+    store = QuotaViewStore(client, CHANGELOG, lambda: None)  # type: ignore[arg-type]
+    store.write_batch([changelog_record(0, offset, key, state)
+                       for offset, (key, state) in enumerate(changes)])
+    return client  # type: ignore[return-value]
 
 
 @pytest.mark.parametrize(("used", "limit", "expected"), [
