@@ -121,7 +121,7 @@ class _EmptyChangelog:
     def poll(self, timeout: float) -> Message | None:
         if not self._pending:
             return None
-        return Message(topic="changelog", partition=self._pending.pop(),
+        return Message(topic="changelog", partition=self._pending.pop(), offset=0,
                        error=KafkaError(KafkaError._PARTITION_EOF))
 
     def unassign(self) -> None:
@@ -146,7 +146,8 @@ def new_lane(codecs: Codecs, settings: Settings, catalog: Catalog,
     topics = settings.topics
     window = timedelta(days=settings.processor.dedup_window_days)
     store = ChangelogStateStore(_EmptyChangelog(), topics.changelog.name,  # type: ignore[arg-type]
-                                lambda: PartitionState(dedup_window=window))
+                                lambda: PartitionState(dedup_window=window),
+                                lambda topic, partitions: dict.fromkeys(partitions, 0))
     store.restore(range(PARTITIONS))
     # One process with both stages, as `rating process` runs them: the rater takes the
     # events the router decoded (the rater lane alone finds none and decodes them all).

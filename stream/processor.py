@@ -15,6 +15,7 @@ from processors.catalog.model import MissingPolicy
 from processors.pipeline import PartitionState
 from stream.catalog_feed import CatalogFeed
 from stream.clients import (
+    admin_client,
     processing_consumer,
     reading_consumer,
     registry_client,
@@ -34,7 +35,7 @@ from stream.observability import (
 )
 from stream.settings import Connections, Settings
 from stream.stages import DecodedEvents, RaterStage, RouterStage
-from stream.state_store import ChangelogStateStore
+from stream.state_store import ChangelogStateStore, log_ends_of
 from stream.subscription_stage import SubscriptionStage, build_subscription_stage
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,8 @@ def _run(settings: Settings, connections: Connections, options: RunOptions,
         stages.append(RouterStage(codecs, topics, lambda: feed.current, handoff=handoff))
     if "rater" in options.stages:
         store = ChangelogStateStore(reading_consumer(connections), topics.changelog.name,
-                                    lambda: PartitionState(dedup_window=window))
+                                    lambda: PartitionState(dedup_window=window),
+                                    log_ends_of(admin_client(connections)))
         stages.append(RaterStage(codecs, topics, lambda: feed.current, store,
                                  no_agreement=MissingPolicy(settings.processor.no_agreement),
                                  handoff=handoff))

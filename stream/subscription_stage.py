@@ -30,7 +30,7 @@ from processors.licences.changes import Applied, apply_licence_event
 from processors.licences.model import BillingRunRequest, LicenceEvent
 from processors.licences.state import SubscriptionState
 from stream import metrics
-from stream.clients import reading_consumer, registry_client
+from stream.clients import admin_client, reading_consumer, registry_client
 from stream.codec import rated_to_avro
 from stream.contracts import Codecs
 from stream.dead_letters import dead_letter
@@ -39,7 +39,7 @@ from stream.messages import Output, origin_of
 from stream.run_reports import RunReport
 from stream.serde import AvroDecoder, SerdeError, register
 from stream.settings import Connections, Topics
-from stream.state_store import ChangelogStore, partitions_of
+from stream.state_store import ChangelogStore, log_ends_of, partitions_of
 
 STAGE = "subscriptions"
 
@@ -149,6 +149,6 @@ def build_subscription_stage(codecs: Codecs, connections: Connections, topics: T
                              catalog: Callable[[], Catalog]) -> SubscriptionStage:
     """The stage with its changelog store (licence.changelog) and decoder, for `rating process`."""
     store = ChangelogStore(reading_consumer(connections), topics.subscriptions_changelog.name,
-                           SubscriptionState)
+                           SubscriptionState, log_ends_of(admin_client(connections)))
     return SubscriptionStage(codecs, subscription_decoder(registry_client(connections), topics),
                              topics, catalog, store)
