@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 
 from processors.accounts import ResolvedAccount, resolve_account
 from processors.catalog import Catalog
-from processors.errors import EventRejected
+from processors.errors import EventRejected, ReasonCode
 from processors.events import UsageEvent
 
 K = TypeVar("K", bound=Hashable)
@@ -73,4 +73,34 @@ def account_of(event: UsageEvent, catalog: Catalog) -> ResolvedAccount:
     account = _ACCOUNTS(catalog, (event.account_id, event.home_ou), event)
     if account is None:
         return resolve_account(event, catalog)  # raises NO_ACCOUNT naming this event
+    return account
+
+
+def _routed_or_none(catalog: Catalog, account_id: str) -> ResolvedAccount | None:
+    account = catalog.accounts.get(account_id)
+    return None if account is None else ResolvedAccount(account.id, account.kind)
+
+
+_ROUTED: PerCatalog[str, str, ResolvedAccount | None] = PerCatalog(_routed_or_none)
+
+
+def paying_account(event: UsageEvent, catalog: Catalog, routed: str | None) -> ResolvedAccount:
+    """The account that pays for ``event``: the one the router keyed it by (``routed``),
+    else (an event not routed: estimates, tests) ``account_of(event, catalog)``.
+
+    The router decides the account once, with the catalog it has, and the account's
+    state (tiers, credit, quotas, seen ids) lives in the partition of that key. A newer
+    catalog reaching the rater first may resolve the event's OU to another account;
+    rating it for that account would split the account's state over two partitions.
+    So the rater prices it for the account it was routed to, with its own catalog."""
+    if routed is None:
+        return account_of(event, catalog)
+    account = _ROUTED(catalog, routed, routed)
+    if account is None:
+        raise EventRejected(
+            ReasonCode.NO_ACCOUNT,
+            f"event {event.event_id}: it was routed to account {routed!r}, which catalog "
+            f"version {catalog.version} does not have",
+            {"account_id": routed, "home_ou": event.home_ou},
+        )
     return account

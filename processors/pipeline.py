@@ -16,7 +16,7 @@ from processors.catalog.model import MissingPolicy
 from processors.dedup import DEFAULT_WINDOW, Verdict, payload_fingerprint
 from processors.errors import EventRejected, ReasonCode
 from processors.events import Origin, RatedUsage, UsageEvent
-from processors.lookups import account_of
+from processors.lookups import paying_account
 from processors.quota import QuotaAlert, QuotaDecision, QuotaState, check_quota, quota_effect
 from processors.rating import DUPLICATE, Rated, inexact, rate
 from processors.state import RatingState
@@ -74,18 +74,23 @@ class EventOutcome:
 
 def process_event(event: UsageEvent, origin: Origin, catalog: Catalog,
                   state: PartitionState, now: datetime,
-                  no_agreement: MissingPolicy = MissingPolicy.ALLOW) -> EventOutcome:
+                  no_agreement: MissingPolicy = MissingPolicy.ALLOW,
+                  routed_account: str | None = None) -> EventOutcome:
     """Dedup, quota and rating of one event; raises ``EventRejected``, changing nothing,
-    when it cannot be processed (any other exception is a bug and stops the loop)."""
+    when it cannot be processed (any other exception is a bug and stops the loop).
+
+    ``routed_account``: the account the router keyed the event by, which pays for it
+    (``processors.lookups.paying_account``); None resolves it from ``catalog``."""
     try:
-        return _process_event(event, origin, catalog, state, now, no_agreement)
+        return _process_event(event, origin, catalog, state, now, no_agreement,
+                              routed_account)
     except ArithmeticError as error:  # an amount that cannot be exact: processors/money.py
         raise inexact(event, error) from None
 
 
 def _process_event(event: UsageEvent, origin: Origin, catalog: Catalog,
                    state: PartitionState, now: datetime,
-                   no_agreement: MissingPolicy) -> EventOutcome:
+                   no_agreement: MissingPolicy, routed_account: str | None) -> EventOutcome:
     # The fingerprint is needed to compare with an id seen before, and to remember the
     # event; an event seen for the first time and blocked by quota needs neither.
     fingerprint = None
@@ -98,14 +103,14 @@ def _process_event(event: UsageEvent, origin: Origin, catalog: Catalog,
             raise EventRejected(ReasonCode.DUPLICATE_CONFLICT,
                                 f"event {event.event_id}: this id was already processed with "
                                 "a different payload", {"event_id": event.event_id})
-    decision = _quota_decision(event, catalog, state.quota, now, no_agreement)
+    decision = _quota_decision(event, catalog, state.quota, now, no_agreement, routed_account)
     if decision is not None and not decision.allowed:
         return EventOutcome(quota_rejection=decision.rejection)
     if fingerprint is None:
         fingerprint = payload_fingerprint(event)
     missing = None if decision is None or decision.missing is None else str(decision.missing)
     outcome = rate(event, origin, catalog, state.rating, now, checked_fingerprint=fingerprint,
-                   quota_note=missing)  # raises: nothing applied
+                   quota_note=missing, routed_account=routed_account)  # raises: nothing applied
     alerts: tuple[QuotaAlert, ...] = ()
     if decision is not None:
         state.quota.apply(decision)
@@ -118,12 +123,13 @@ def _process_event(event: UsageEvent, origin: Origin, catalog: Catalog,
 
 
 def _quota_decision(event: UsageEvent, catalog: Catalog, state: QuotaState, now: datetime,
-                    no_agreement: MissingPolicy) -> QuotaDecision | None:
+                    no_agreement: MissingPolicy, routed_account: str | None
+                    ) -> QuotaDecision | None:
     """The quota decision, or None when the event has nothing to do with quotas."""
     if event.service_item_type not in catalog.service_item_types:
         return None  # rating rejects it with UNKNOWN_SERVICE_ITEM
     if quota_effect(event.operation) is None:
         return None
-    account = account_of(event, catalog)
+    account = paying_account(event, catalog, routed_account)
     return check_quota(event, account, catalog, state, no_agreement=no_agreement,
                        raised_at=now)

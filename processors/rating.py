@@ -29,7 +29,7 @@ from processors.catalog.resolve import (
 from processors.dedup import Verdict, payload_fingerprint
 from processors.errors import EventRejected, RatingError, ReasonCode
 from processors.events import AttributeValue, Origin, RatedUsage, UsageEvent
-from processors.lookups import PerCatalog, account_of
+from processors.lookups import PerCatalog, paying_account
 from processors.money import ZERO, add, multiply, round_money, subtract
 from processors.state import (
     AccumulationKey,
@@ -78,6 +78,7 @@ def rate(
     *,
     checked_fingerprint: str | None = None,
     quota_note: str | None = None,
+    routed_account: str | None = None,
 ) -> RatingOutcome:
     """Rate ``event`` and record it in ``state``; raises ``EventRejected`` when it cannot.
 
@@ -86,7 +87,8 @@ def rate(
     month's tiers and credit may have been dropped. A caller that has already
     checked the event against the dedup window passes its fingerprint as
     ``checked_fingerprint`` (the check is not repeated); ``quota_note`` goes on
-    the record.
+    the record; ``routed_account`` is the account the router keyed the event by
+    (``processors.lookups.paying_account``).
     """
     fingerprint = checked_fingerprint
     if fingerprint is None:
@@ -101,7 +103,7 @@ def rate(
                 {"event_id": event.event_id},
             )
     try:
-        priced = _price(event, catalog, state)
+        priced = _price(event, catalog, state, routed_account)
         if priced is None:
             return Skipped(NOT_BILLABLE)
         record = priced.record(origin, rated_at, catalog.version, quota_note)
@@ -131,7 +133,7 @@ def estimate(event: UsageEvent, catalog: Catalog, state: RatingState, at: dateti
     own time chooses the period, rate group and billing month.
     """
     try:
-        priced = _price(event, catalog, state)
+        priced = _price(event, catalog, state, None)
         if priced is None:
             raise NotBillableError(f"event {event.event_id}: {event.service_item_type} "
                                    f"{event.operation} is not billable")
@@ -223,12 +225,13 @@ class _Priced:
         )
 
 
-def _locate(event: UsageEvent, catalog: Catalog) -> _Located | None:
+def _locate(event: UsageEvent, catalog: Catalog, routed_account: str | None
+            ) -> _Located | None:
     """Steps up to the rate row; None when the operation is not billable."""
     item = billable_item(event, catalog)
     if item is None:
         return None
-    account = account_of(event, catalog)
+    account = paying_account(event, catalog, routed_account)
     period, group = _rate_group_at(event, catalog, catalog.accounts[account.account_id])
     table = catalog.rate_table_for(group, item.name, event.operation)
     if table is None:
@@ -293,9 +296,10 @@ def _lookup_values(event: UsageEvent, table: RateTable) -> tuple[AttributeValue,
     return tuple(values)
 
 
-def _price(event: UsageEvent, catalog: Catalog, state: RatingState) -> _Priced | None:
+def _price(event: UsageEvent, catalog: Catalog, state: RatingState,
+           routed_account: str | None) -> _Priced | None:
     """Every rating step but the write; None when the operation is not billable."""
-    where = _locate(event, catalog)
+    where = _locate(event, catalog, routed_account)
     if where is None:
         return None
     table, row = where.table, where.row

@@ -284,8 +284,10 @@ class RaterStage(_DecodingStage):
             state = self._store.state(origin.partition)
             if state.is_late(event.event_time):
                 return [self._park_late(message, event)]
+            # The key is the account the router chose: it pays (paying_account).
+            key = message.key()
             outcome = process_event(event, origin, self._catalog(), state, self._clock(),
-                                    self._no_agreement)
+                                    self._no_agreement, None if key is None else key.decode())
         except EventRejected as rejection:
             return [self._reject(message, rejection, event)]
         outputs = [self._alert(alert) for alert in outcome.alerts] if outcome.alerts else []

@@ -6,6 +6,7 @@ import logging
 from decimal import Decimal
 
 import pytest
+from confluent_kafka import Message
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram, generate_latest
 
 from bench import offline
@@ -130,3 +131,27 @@ def test_a_batch_of_observations_exposes_as_the_same_values_observed_one_by_one(
     assert expositions[0] == expositions[1]
     assert 'latency_seconds_bucket{le="0.05"} 3.0' in expositions[1]  # bounds are inclusive
     assert 'latency_seconds_bucket{le="+Inf"} 13.0' in expositions[1]
+
+
+def test_the_rater_rates_for_the_account_in_the_records_key() -> None:
+    # The router's key is the account that pays (processors.lookups.paying_account): a
+    # record keyed by an account the rater's catalog does not have is not quietly rated
+    # for the account its OU resolves to now; it is dead-lettered naming the key.
+    topics = FIXTURE.settings.topics
+    lane = offline.new_lane(FIXTURE.codecs, FIXTURE.settings, FIXTURE.catalog, handoff=False)
+    first = FIXTURE.routed[0]
+    moved = Message(topic=first.topic(), partition=first.partition(), offset=first.offset(),
+                    key=b"acct-gone", value=first.value(), timestamp=(1, 1_795_000_000_000))
+    outputs = offline.run_stage(lane.rater, [moved, *FIXTURE.routed[1:50]])
+    rejected = AvroDecoder(None, SCHEMA_FILES["rejected"])  # type: ignore[arg-type]
+    rejected.remember(offline.SCHEMA_IDS["dlq"], SCHEMA_FILES["dlq"])
+    dead = [rejected.decode(o.value) for o in outputs if o.topic == topics.dlq.name]
+    assert [(d["reason_code"], d["original_key"]) for d in dead] == [("NO_ACCOUNT", b"acct-gone")]
+    assert "it was routed to account 'acct-gone'" in dead[0]["message"]
+    rated = AvroDecoder(None, SCHEMA_FILES["rated"])  # type: ignore[arg-type]
+    rated.remember(offline.SCHEMA_IDS["rated"], SCHEMA_FILES["rated"])
+    keys = {m.value(): m.key() for m in FIXTURE.routed[1:50]}
+    records = [(o.key, rated.decode(o.value)) for o in outputs if o.topic == topics.rated.name]
+    assert records
+    assert all(record["account_id"].encode() == key for key, record in records)
+    assert len(keys) > 1
