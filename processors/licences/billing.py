@@ -91,10 +91,12 @@ def run_billing(request: BillingRunRequest, catalog: Catalog, state: Subscriptio
                 origin: Origin, rated_at: datetime) -> RunOutcome:
     """Bill every covered, unpaid licence in ``state`` and mark it paid.
 
-    Raises EventRejected (nothing changed) when the run itself is unknown.
+    Raises EventRejected (nothing changed) when the run itself is unknown, or is for a
+    fiscal year whose paid marks may have been dropped (``closed_year``).
     """
     licences, spec = resolve_run(request, catalog)
     year = FiscalYear(request.fiscal_year, licences.fiscal_year_start_month)
+    closed_year(request, state.newest_billed_year())
     charges: list[RatedUsage] = []
     failures: list[ChargeFailure] = []
     already_paid = 0
@@ -118,9 +120,26 @@ def run_billing(request: BillingRunRequest, catalog: Catalog, state: Subscriptio
             charges.append(record)
             state.mark_paid(PaidMark(year.number, campus, licence.record_number, spec.name,
                                      event_id))
-    previous = FiscalYear(year.number - 1, year.start_month)
+    state.note_billed(year.number)
+    # Marks are kept for the newest year billed and the one before it (whose late
+    # true-ups may still run), not relative to this run's year: a run for an older
+    # year must never drop the marks of a newer one.
+    newest = state.newest_billed_year()
+    previous = FiscalYear((year.number if newest is None else newest) - 1, year.start_month)
     state.forget_before(previous.number, previous.start)
     return RunOutcome(year, spec, tuple(charges), tuple(failures), already_paid)
+
+
+def closed_year(request: BillingRunRequest, newest_billed: int | None) -> None:
+    """Refuse a run for a fiscal year before the one before the newest billed: its paid
+    marks are dropped (SubscriptionState.forget_before), so it could bill licences twice."""
+    if newest_billed is not None and request.fiscal_year < newest_billed - 1:
+        raise EventRejected(
+            ReasonCode.INVALID_EVENT,
+            f"billing run {request.request_id}: fiscal year {request.fiscal_year} is closed: "
+            f"{newest_billed} has been billed, and only {newest_billed - 1} and later can "
+            "still be billed without billing a licence twice",
+            {"run": request.run, "fiscal_year": str(request.fiscal_year)})
 
 
 def covered(licence: Licence, spec: BillingRunSpec, year: FiscalYear) -> bool:

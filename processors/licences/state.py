@@ -1,12 +1,15 @@
 """What the subscription stage remembers, for one partition of the subscriptions topic.
 
-Two kinds of entry, each persisted under a string key:
+Three kinds of entry, each persisted under a string key:
 
 - ``lic|<campus>|<record number>`` -> the licence (holder, since when, from a
   transfer or not, ended or not);
 - ``paid|<fiscal year>|<campus>|<record number>`` -> which run billed it.
   A licence is billed at most once per fiscal year: this mark is what makes
   a billing run idempotent (a re-run finds every licence already paid).
+- ``billed|newest`` -> ``{"fiscal_year": N}``, the newest fiscal year a run has
+  billed. Paid marks of the years before N - 1 are dropped (the changelog stays
+  bounded), so runs for those years are refused: they could bill a licence twice.
 
 Same persistence protocol as the rater's state (``processors/state.py``):
 ``dirty_keys`` / ``dump`` (None = tombstone) / ``clear_dirty`` to write the
@@ -26,6 +29,7 @@ from processors.licences.model import Licence, PaidMark
 
 LIC = "lic"
 PAID = "paid"
+NEWEST_BILLED = "billed|newest"
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -38,6 +42,7 @@ class SubscriptionState:
     def __init__(self) -> None:
         self._licences: dict[tuple[str, str], Licence] = {}
         self._paid: dict[tuple[int, str, str], PaidMark] = {}
+        self._newest_billed: int | None = None
         self._dirty: set[str] = set()
 
     # -- reads ------------------------------------------------------------------------
@@ -55,6 +60,10 @@ class SubscriptionState:
     def paid(self, fiscal_year: int, campus: str, record_number: str) -> PaidMark | None:
         return self._paid.get((fiscal_year, campus, record_number))
 
+    def newest_billed_year(self) -> int | None:
+        """The newest fiscal year a billing run has billed (None before the first run)."""
+        return self._newest_billed
+
     # -- writes -----------------------------------------------------------------------
 
     def put(self, licence: Licence) -> None:
@@ -64,6 +73,11 @@ class SubscriptionState:
     def mark_paid(self, mark: PaidMark) -> None:
         self._paid[(mark.fiscal_year, mark.campus, mark.record_number)] = mark
         self._dirty.add(_paid_key(mark.fiscal_year, mark.campus, mark.record_number))
+
+    def note_billed(self, fiscal_year: int) -> None:
+        if self._newest_billed is None or fiscal_year > self._newest_billed:
+            self._newest_billed = fiscal_year
+            self._dirty.add(NEWEST_BILLED)
 
     def forget_before(self, fiscal_year: int, first_day: date) -> None:
         """Drop paid marks of fiscal years before ``fiscal_year`` and licences ended before
@@ -79,8 +93,9 @@ class SubscriptionState:
     # -- persistence ------------------------------------------------------------------
 
     def all_keys(self) -> set[str]:
+        newest = {NEWEST_BILLED} if self._newest_billed is not None else set()
         return ({_licence_key(*key) for key in self._licences}
-                | {_paid_key(*key) for key in self._paid})
+                | {_paid_key(*key) for key in self._paid} | newest)
 
     def dirty_keys(self) -> set[str]:
         return set(self._dirty)
@@ -89,6 +104,10 @@ class SubscriptionState:
         self._dirty.clear()
 
     def dump(self, key: str) -> bytes | None:
+        if key == NEWEST_BILLED:
+            return (None if self._newest_billed is None
+                    else json.dumps({"fiscal_year": self._newest_billed},
+                                       separators=(",", ":")).encode())
         kind, *parts = key.split("|")
         value: Licence | PaidMark | None
         if kind == LIC:
@@ -105,7 +124,10 @@ class SubscriptionState:
     def load(self, key: str, value: bytes | None) -> None:
         kind, *parts = key.split("|")
         try:
-            if kind == LIC:
+            if key == NEWEST_BILLED:
+                self._newest_billed = (None if value is None
+                                       else int(json.loads(value)["fiscal_year"]))
+            elif kind == LIC:
                 _set(self._licences, (parts[0], parts[1]), value, _licence_from)
             elif kind == PAID:
                 _set(self._paid, (int(parts[0]), parts[1], parts[2]), value, _paid_from)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
+
 from processors.catalog import load_catalog_sources
-from processors.errors import ReasonCode
+from processors.errors import EventRejected, ReasonCode
 from processors.licences.billing import covered
 from processors.licences.state import SubscriptionState
 from tests.unit.processors.licences.factories import (
@@ -225,4 +227,42 @@ def test_old_paid_marks_and_ended_licences_are_forgotten() -> None:
     bill(BY_MONTH, state, "annual", fiscal_year=2025)
     bill(BY_MONTH, state, "annual", fiscal_year=2026)  # keeps FY2025 and FY2026 marks
     assert sorted(key for key in state.all_keys()) == [
-        "lic|north|A", "paid|2025|north|A", "paid|2026|north|A"]
+        "billed|newest", "lic|north|A", "paid|2025|north|A", "paid|2026|north|A"]
+
+
+def test_a_year_whose_paid_marks_were_dropped_is_closed_to_billing_runs() -> None:
+    # Found by review: FY2029's run dropped the marks of every year before 2028, and
+    # FY2027's true-up then billed JUL-1 a second time in FY2027.
+    state = SubscriptionState()
+    apply_all(BY_MONTH, state, provision("JUL-1", "dave", date(2026, 7, 6)))
+    assert amounts(bill(BY_MONTH, state, "annual", 2027)) == {"JUL-1": "1200.00"}
+    bill(BY_MONTH, state, "annual", 2029)  # a typo, or simply two years on
+    before = {key: state.dump(key) for key in state.all_keys()}
+    with pytest.raises(EventRejected) as refused:
+        bill(BY_MONTH, state, "true-up-january", 2027)
+    assert refused.value.reason is ReasonCode.INVALID_EVENT
+    assert "fiscal year 2027 is closed: 2029 has been billed, and only 2028 and later" in \
+        refused.value.message
+    assert {key: state.dump(key) for key in state.all_keys()} == before  # nothing changed
+    assert amounts(bill(BY_MONTH, state, "annual", 2028)) == {"JUL-1": "1200.00"}
+
+
+def test_a_run_for_an_older_year_keeps_the_newer_years_marks() -> None:
+    state = SubscriptionState()
+    apply_all(BY_MONTH, state, provision("JUL-1", "dave", date(2026, 7, 6)))
+    bill(BY_MONTH, state, "annual", 2028)
+    assert amounts(bill(BY_MONTH, state, "annual", 2027)) == {"JUL-1": "1200.00"}
+    assert amounts(bill(BY_MONTH, state, "annual", 2028)) == {}  # still paid
+    assert state.newest_billed_year() == 2028
+
+
+def test_the_newest_billed_year_is_restored_from_the_changelog() -> None:
+    state = SubscriptionState()
+    apply_all(BY_MONTH, state, provision("JUL-1", "dave", date(2026, 7, 6)))
+    bill(BY_MONTH, state, "annual", 2029)
+    restored = SubscriptionState()
+    for key in sorted(state.all_keys()):
+        restored.load(key, state.dump(key))
+    assert restored.newest_billed_year() == 2029
+    with pytest.raises(EventRejected):
+        bill(BY_MONTH, restored, "annual", 2027)
