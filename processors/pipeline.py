@@ -22,6 +22,11 @@ from processors.rating import DUPLICATE, Rated, inexact, rate
 from processors.state import RatingState
 
 QUOTA_PREFIXES = ("qi|", "qu|")
+# How far ahead of the processor's clock an event's time may be. An operation is
+# published after it happened; a time far ahead is a publisher's clock or bug, and
+# rating it would move the partition's dedup horizon (newest time - window) ahead with
+# it: every ordinary event on the partition would then be parked as late.
+MAX_AHEAD = timedelta(hours=1)
 
 
 class PartitionState:
@@ -91,6 +96,11 @@ def process_event(event: UsageEvent, origin: Origin, catalog: Catalog,
 def _process_event(event: UsageEvent, origin: Origin, catalog: Catalog,
                    state: PartitionState, now: datetime,
                    no_agreement: MissingPolicy, routed_account: str | None) -> EventOutcome:
+    if event.event_time > now + MAX_AHEAD:
+        raise EventRejected(ReasonCode.INVALID_EVENT,
+                            f"event {event.event_id}: event_time {event.event_time.isoformat()} "
+                            f"is more than {MAX_AHEAD} ahead of the processor's clock "
+                            f"({now.isoformat()})", {"field": "event_time"})
     # The fingerprint is needed to compare with an id seen before, and to remember the
     # event; an event seen for the first time and blocked by quota needs neither.
     fingerprint = None

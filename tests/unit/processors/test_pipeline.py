@@ -153,3 +153,26 @@ def test_a_quota_sum_too_large_for_exact_arithmetic_is_rejected_not_a_crash() ->
     assert raised.value.reason is ReasonCode.BAD_ATTRIBUTE
     assert "event vol-2-Create-2: an amount" in raised.value.message
     assert snapshot(state) == before
+
+
+def test_an_event_far_ahead_of_the_clock_is_rejected_and_moves_no_horizon() -> None:
+    # Found by review: one event dated a year ahead, once rated, moved the partition's
+    # dedup horizon a year ahead, and every ordinary event after it was parked as late.
+    state = PartitionState()
+    ahead = vm("vm-1", "Create", 0)
+    ahead.event_time = NOW + timedelta(days=365)
+    with pytest.raises(EventRejected) as raised:
+        run(ahead, state)
+    assert raised.value.reason is ReasonCode.INVALID_EVENT
+    assert raised.value.message.startswith(
+        "event vm-1-Create-0: event_time 2027-11-03T12:00:00+00:00 is more than 1:00:00 "
+        "ahead of the processor's clock (2026-11-03T12:00:00+00:00)")
+    assert snapshot(state) == {}
+    assert not state.is_late(START)
+    assert run(vm("vm-2", "Create", 1), state).rated is not None
+
+
+def test_an_event_a_little_ahead_of_the_clock_is_rated() -> None:
+    soon = vm("vm-1", "Create", 0)
+    soon.event_time = NOW + timedelta(minutes=59)  # a publisher's clock a little fast
+    assert run(soon, PartitionState()).rated is not None
