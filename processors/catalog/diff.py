@@ -9,17 +9,20 @@ fields that matter for billing are compared and every difference is one line,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TypeVar
 
+from processors.catalog.diff_item_types import item_type_changes, item_type_summary
 from processors.catalog.diff_licences import licence_changes
+from processors.catalog.diff_lines import changed, paired, shown
 from processors.catalog.model import (
     Account,
     Agreement,
     AgreementTemplate,
     Catalog,
     CreditPlan,
+    FiscalPeriod,
     Provider,
     Quota,
     QuotaPolicy,
@@ -28,31 +31,30 @@ from processors.catalog.model import (
     Tier,
 )
 
-T = TypeVar("T")
-
 
 def diff_catalogs(old: Catalog, new: Catalog) -> list[str]:
     """Every difference from ``old`` to ``new``, one line each, in a stable order."""
     lines: list[str] = []
     if old.version != new.version:
         lines.append(f"version: {old.version} -> {new.version}")
-    lines += _names("fiscal period", [p.name for p in old.fiscal_periods],
-                    [p.name for p in new.fiscal_periods])
+    lines += paired("fiscal period", _by_name(old.fiscal_periods), _by_name(new.fiscal_periods),
+                    _period_summary, _period_changes)
     lines += _names("rate group", old.rate_groups, new.rate_groups)
-    lines += _names("service item type", old.service_item_types, new.service_item_types)
+    lines += paired("service item type", old.service_item_types, new.service_item_types,
+                    item_type_summary, item_type_changes)
     lines += _names("org unit", old.org_units, new.org_units)
-    lines += _paired("rate table", old.rate_tables, new.rate_tables, _table_summary,
-                     _table_changes)
-    lines += _paired("account", old.accounts, new.accounts, _account_summary,
-                     _account_changes)
-    lines += _paired("credit plan", old.credit_plans, new.credit_plans, _plan_summary,
-                     _plan_changes)
-    lines += _paired("provider", old.providers, new.providers, _provider_summary,
-                     _provider_changes)
-    lines += _paired("agreement template", old.agreement_templates, new.agreement_templates,
-                     _template_summary, _template_changes)
-    lines += _paired("agreement", old.agreements, new.agreements, _agreement_summary,
-                     _agreement_changes)
+    lines += paired("rate table", old.rate_tables, new.rate_tables, _table_summary,
+                    _table_changes)
+    lines += paired("account", old.accounts, new.accounts, _account_summary,
+                    _account_changes)
+    lines += paired("credit plan", old.credit_plans, new.credit_plans, _plan_summary,
+                    _plan_changes)
+    lines += paired("provider", old.providers, new.providers, _provider_summary,
+                    _provider_changes)
+    lines += paired("agreement template", old.agreement_templates, new.agreement_templates,
+                    _template_summary, _template_changes)
+    lines += paired("agreement", old.agreements, new.agreements, _agreement_summary,
+                    _agreement_changes)
     lines += licence_changes(old.licences, new.licences)
     return lines
 
@@ -63,29 +65,27 @@ def _names(kind: str, old: Iterable[str], new: Iterable[str]) -> list[str]:
             + [f"{kind} removed: {name}" for name in sorted(before - after)])
 
 
-def _paired(kind: str, old: Mapping[str, T], new: Mapping[str, T],
-            summary: Callable[[T], str], changes: Callable[[T, T], list[str]]) -> list[str]:
-    lines: list[str] = []
-    for key in sorted(set(old) | set(new)):
-        if key not in old:
-            lines.append(f"{kind} added: {key} ({summary(new[key])})")
-        elif key not in new:
-            lines.append(f"{kind} removed: {key}")
-        else:
-            lines += [f"{kind} {key}: {change}" for change in changes(old[key], new[key])]
-    return lines
+# Fiscal periods
 
 
-def _field(name: str, old: object, new: object) -> list[str]:
-    return [] if old == new else [f"{name} {_text(old)} -> {_text(new)}"]
+def _by_name(periods: Iterable[FiscalPeriod]) -> dict[str, FiscalPeriod]:
+    return {period.name: period for period in periods}
 
 
-def _text(value: object) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, tuple):
-        return ", ".join(_text(item) for item in value) if value else "none"
-    return str(value)
+def _instant(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC, so that two spellings of one instant read the same."""
+    return None if moment is None else moment.astimezone(UTC).isoformat()
+
+
+def _period_summary(period: FiscalPeriod) -> str:
+    end = _instant(period.end)
+    return f"from {_instant(period.start)}, {f'to {end}' if end else 'open-ended'}"
+
+
+def _period_changes(old: FiscalPeriod, new: FiscalPeriod) -> list[str]:
+    """A moved boundary moves events to another period, and so to another rate group."""
+    return (changed("start", _instant(old.start), _instant(new.start))
+            + changed("end", _instant(old.end), _instant(new.end)))
 
 
 # Rate tables and rows
@@ -98,14 +98,14 @@ def _table_summary(table: RateTable) -> str:
 
 
 def _table_changes(old: RateTable, new: RateTable) -> list[str]:
-    lines = (_field("rate groups", old.rate_groups, new.rate_groups)
-             + _field("service item type", old.service_item_type, new.service_item_type)
-             + _field("operations", old.operations, new.operations)
-             + _field("pricing", str(old.pricing), str(new.pricing))
-             + _field("currency", old.currency.code, new.currency.code)
-             + _field("quantity attribute", old.quantity_attribute, new.quantity_attribute)
-             + _field("lookup", old.lookup, new.lookup)
-             + _field("memo", old.memo, new.memo))
+    lines = (changed("rate groups", old.rate_groups, new.rate_groups)
+             + changed("service item type", old.service_item_type, new.service_item_type)
+             + changed("operations", old.operations, new.operations)
+             + changed("pricing", str(old.pricing), str(new.pricing))
+             + changed("currency", old.currency.code, new.currency.code)
+             + changed("quantity attribute", old.quantity_attribute, new.quantity_attribute)
+             + changed("lookup", old.lookup, new.lookup)
+             + changed("memo", old.memo, new.memo))
     old_rows, new_rows = _rows_by_key(old), _rows_by_key(new)
     currency = new.currency.code
     for key in sorted(set(old_rows) | set(new_rows)):
@@ -136,7 +136,7 @@ def _price(row: RateRow, currency: str) -> str:
     if row.tiers:
         text = f"tiers {_tiers(row.tiers)} {currency}/{row.unit_of_measure}"
     else:
-        text = f"{_text(row.rate)} {currency}/{row.unit_of_measure}"
+        text = f"{shown(row.rate)} {currency}/{row.unit_of_measure}"
     if row.minimum_charge is not None:
         text += f", minimum charge {row.minimum_charge} {currency}"
     return text
@@ -149,12 +149,12 @@ def _tiers(tiers: tuple[Tier, ...]) -> str:
 
 def _row_changes(old: RateRow, new: RateRow, old_table: RateTable,
                  new_table: RateTable) -> list[str]:
-    lines = _field("match", _match(old, old_table), _match(new, new_table))
-    lines += _field("unit", old.unit_of_measure, new.unit_of_measure)
-    lines += _field("rate", old.rate, new.rate)
+    lines = changed("match", _match(old, old_table), _match(new, new_table))
+    lines += changed("unit", old.unit_of_measure, new.unit_of_measure)
+    lines += changed("rate", old.rate, new.rate)
     if _tier_values(old.tiers) != _tier_values(new.tiers):
         lines.append(f"tiers {_tiers(old.tiers) or 'none'} -> {_tiers(new.tiers) or 'none'}")
-    lines += _field("minimum charge", old.minimum_charge, new.minimum_charge)
+    lines += changed("minimum charge", old.minimum_charge, new.minimum_charge)
     return lines
 
 
@@ -176,11 +176,11 @@ def _account_summary(account: Account) -> str:
 
 
 def _account_changes(old: Account, new: Account) -> list[str]:
-    return (_field("kind", str(old.kind), str(new.kind))
-            + _field("ou", old.ou, new.ou)
-            + _field("ous", old.ous, new.ous)
-            + _field("rate groups", _groups(old) or None, _groups(new) or None)
-            + _field("credit plan", old.credit_plan, new.credit_plan))
+    return (changed("kind", str(old.kind), str(new.kind))
+            + changed("ou", old.ou, new.ou)
+            + changed("ous", old.ous, new.ous)
+            + changed("rate groups", _groups(old) or None, _groups(new) or None)
+            + changed("credit plan", old.credit_plan, new.credit_plan))
 
 
 def _plan_summary(plan: CreditPlan) -> str:
@@ -188,8 +188,8 @@ def _plan_summary(plan: CreditPlan) -> str:
 
 
 def _plan_changes(old: CreditPlan, new: CreditPlan) -> list[str]:
-    return _field("amount", f"{old.amount} {old.currency.code}",
-                  f"{new.amount} {new.currency.code}")
+    return changed("amount", f"{old.amount} {old.currency.code}",
+                   f"{new.amount} {new.currency.code}")
 
 
 def _provider_summary(provider: Provider) -> str:
@@ -198,7 +198,7 @@ def _provider_summary(provider: Provider) -> str:
 
 
 def _provider_changes(old: Provider, new: Provider) -> list[str]:
-    lines = _field("name", old.name, new.name) + _field("markup", old.markup, new.markup)
+    lines = changed("name", old.name, new.name) + changed("markup", old.markup, new.markup)
     for sku in sorted(set(old.products) | set(new.products)):
         if sku not in old.products:
             product = new.products[sku]
@@ -209,10 +209,10 @@ def _provider_changes(old: Provider, new: Provider) -> list[str]:
         else:
             before, after = old.products[sku], new.products[sku]
             lines += [f"product {sku}: {change}" for change in
-                      _field("name", before.name, after.name)
-                      + _field("service item type", before.service_item_type,
-                               after.service_item_type)
-                      + _field("markup", before.markup, after.markup)]
+                      changed("name", before.name, after.name)
+                      + changed("service item type", before.service_item_type,
+                                after.service_item_type)
+                      + changed("markup", before.markup, after.markup)]
     return lines
 
 
@@ -234,7 +234,7 @@ def _quota_changes(old: Mapping[str, Quota], new: Mapping[str, Quota]) -> list[s
             lines.append(f"quota removed: {quota_id} (limit was {old[quota_id].limit})")
         else:
             lines += [f"quota {quota_id}: {change}" for change in
-                      _field("limit", old[quota_id].limit, new[quota_id].limit)]
+                      changed("limit", old[quota_id].limit, new[quota_id].limit)]
     return lines
 
 
@@ -248,7 +248,7 @@ def _template_summary(template: AgreementTemplate) -> str:
 
 def _template_changes(old: AgreementTemplate, new: AgreementTemplate) -> list[str]:
     return (_quota_changes(old.quotas, new.quotas)
-            + _field("policy", _policy(old.policy), _policy(new.policy)))
+            + changed("policy", _policy(old.policy), _policy(new.policy)))
 
 
 def _agreement_summary(agreement: Agreement) -> str:
@@ -258,11 +258,11 @@ def _agreement_summary(agreement: Agreement) -> str:
 
 
 def _agreement_changes(old: Agreement, new: Agreement) -> list[str]:
-    return (_field("account", old.account, new.account)
-            + _field("parent", old.parent, new.parent)
-            + _field("ous", old.ous, new.ous)
-            + _field("template", old.template, new.template)
+    return (changed("account", old.account, new.account)
+            + changed("parent", old.parent, new.parent)
+            + changed("ous", old.ous, new.ous)
+            + changed("template", old.template, new.template)
             + _quota_changes(old.quotas, new.quotas)
-            + _field("policy", _policy(old.policy), _policy(new.policy))
-            + _field("on missing quota", str(old.on_missing_quota),
-                     str(new.on_missing_quota)))
+            + changed("policy", _policy(old.policy), _policy(new.policy))
+            + changed("on missing quota", str(old.on_missing_quota),
+                      str(new.on_missing_quota)))

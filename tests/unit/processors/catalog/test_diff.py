@@ -86,3 +86,121 @@ def test_added_and_removed_entities_are_reported_the_other_way_round(tmp_path: P
     forward, backward = _diff(EXAMPLE, new), _diff(new, EXAMPLE)
     assert forward == ["credit plan added: partner-bronze (500.00 USD a month)"]
     assert backward == ["credit plan removed: partner-bronze"]
+
+
+# Service item types: how events are handled before any rate table is looked at.
+
+
+def test_an_operation_that_becomes_billable_is_reported(tmp_path: Path) -> None:
+    # Its events go from skipped (not_billable) to priced or dead-lettered.
+    new = _copy(tmp_path, "new")
+    _edit(new, "service-items.yaml", "{name: Start, billable: false}",
+          "{name: Start, billable: true}")
+    assert _diff(EXAMPLE, new) == [
+        "service item type VirtualMachine: operation Start: billable false -> true"]
+
+
+def test_operations_added_and_removed_are_reported(tmp_path: Path) -> None:
+    new = _copy(tmp_path, "new")
+    _edit(new, "service-items.yaml", "      - {name: Resize, billable: true}\n",
+          "      - {name: Resize, billable: true}\n      - {name: Reboot, billable: false}\n")
+    assert _diff(EXAMPLE, new) == [
+        "service item type VirtualMachine: operation added: Reboot (not billable)"]
+    assert _diff(new, EXAMPLE) == [
+        "service item type VirtualMachine: operation removed: Reboot"]
+
+
+def test_an_attribute_type_change_is_reported(tmp_path: Path) -> None:
+    # Events carrying the old type are now dead-lettered with BAD_ATTRIBUTE.
+    new = _copy(tmp_path, "new")
+    _edit(new, "service-items.yaml", "{name: model, type: string}",
+          "{name: model, type: number}")
+    assert _diff(EXAMPLE, new) == [
+        "service item type HardDisk: attribute model: type string -> number"]
+
+
+def test_an_attribute_that_becomes_quota_managed_is_reported(tmp_path: Path) -> None:
+    new = _copy(tmp_path, "new")
+    _edit(new, "service-items.yaml", "{name: stored_gb, type: number}",
+          "{name: stored_gb, type: number, quota_managed: true}")
+    assert _diff(EXAMPLE, new) == [
+        "service item type ObjectStorage: attribute stored_gb: quota managed false -> true"]
+
+
+def test_attributes_added_and_removed_are_reported(tmp_path: Path) -> None:
+    new = _copy(tmp_path, "new")
+    _edit(new, "service-items.yaml", "      - {name: os, type: string}\n",
+          "      - {name: os, type: string}\n"
+          "      - {name: gpus, type: number, quota_managed: true}\n")
+    assert _diff(EXAMPLE, new) == [
+        "service item type VirtualMachine: attribute added: gpus (number, quota managed)"]
+    assert _diff(new, EXAMPLE) == [
+        "service item type VirtualMachine: attribute removed: gpus"]
+
+
+def test_a_marketplace_flag_change_is_reported(tmp_path: Path) -> None:
+    # Events of the type must now name a provider and a product.
+    new = _copy(tmp_path, "new")
+    _edit(new, "service-items.yaml", "  - name: SaaSSeat\n",
+          "  - name: SaaSSeat\n    marketplace: true\n")
+    assert _diff(EXAMPLE, new) == ["service item type SaaSSeat: marketplace false -> true"]
+
+
+def test_an_added_service_item_type_is_shown_with_its_operations_and_attributes(
+        tmp_path: Path) -> None:
+    new = _copy(tmp_path, "new")
+    (new / "gpu.yaml").write_text(
+        "service_item_types:\n"
+        "  - name: GpuNode\n"
+        "    attributes:\n"
+        "      - {name: gpus, type: number, quota_managed: true}\n"
+        "      - {name: model, type: string}\n"
+        "    operations:\n"
+        "      - {name: Create, billable: true}\n"
+        "      - {name: Resize, billable: true}\n"
+        "      - {name: Delete, billable: false}\n")
+    assert _diff(EXAMPLE, new) == [
+        "service item type added: GpuNode (billable operations Create, Resize; "
+        "other operations Delete; attributes gpus (number, quota managed), model (string))"]
+    assert _diff(new, EXAMPLE) == ["service item type removed: GpuNode"]
+
+
+# Fiscal periods: the event time picks the period, the period the account's rate group.
+
+
+def test_a_moved_fiscal_period_is_reported_with_the_period_it_lengthens(
+        tmp_path: Path) -> None:
+    new = _copy(tmp_path, "new")
+    _edit(new, "catalog.yaml", "{name: FY2027-H1, start: 2026-07-01}",
+          "{name: FY2027-H1, start: 2026-08-01}")
+    # The same instant written with another offset is no change.
+    _edit(new, "catalog.yaml", "{name: FY2027-H2, start: 2027-01-01}",
+          '{name: FY2027-H2, start: "2027-01-01T01:00:00+01:00"}')
+    assert _diff(EXAMPLE, new) == [
+        "fiscal period FY2026-H2: end 2026-07-01T00:00:00+00:00 -> 2026-08-01T00:00:00+00:00",
+        "fiscal period FY2027-H1: start 2026-07-01T00:00:00+00:00 -> 2026-08-01T00:00:00+00:00",
+    ]
+
+
+def test_an_explicit_end_that_leaves_a_gap_is_reported(tmp_path: Path) -> None:
+    # Events in the gap are now rejected with NO_RATE_GROUP.
+    new = _copy(tmp_path, "new")
+    _edit(new, "catalog.yaml", "{name: FY2027-H1, start: 2026-07-01}",
+          "{name: FY2027-H1, start: 2026-07-01, end: 2026-12-01}")
+    assert _diff(EXAMPLE, new) == [
+        "fiscal period FY2027-H1: end 2027-01-01T00:00:00+00:00 -> 2026-12-01T00:00:00+00:00"]
+
+
+def test_an_added_fiscal_period_is_shown_with_its_dates_and_ends_the_open_one(
+        tmp_path: Path) -> None:
+    new = _copy(tmp_path, "new")
+    _edit(new, "catalog.yaml", "  - {name: FY2027-H2, start: 2027-01-01}\n",
+          "  - {name: FY2027-H2, start: 2027-01-01}\n  - {name: FY2028-H1, start: 2027-07-01}\n")
+    assert _diff(EXAMPLE, new) == [
+        "fiscal period FY2027-H2: end none -> 2027-07-01T00:00:00+00:00",
+        "fiscal period added: FY2028-H1 (from 2027-07-01T00:00:00+00:00, open-ended)",
+    ]
+    assert _diff(new, EXAMPLE) == [
+        "fiscal period FY2027-H2: end 2027-07-01T00:00:00+00:00 -> none",
+        "fiscal period removed: FY2028-H1",
+    ]
