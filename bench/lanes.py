@@ -13,7 +13,7 @@ from pathlib import Path
 
 from confluent_kafka import KafkaException
 
-from processors.catalog import Catalog
+from processors.catalog import Catalog, read_catalog_folder
 from stream.catalog_feed import publish_catalog
 from stream.clients import admin_client, idempotent_producer, registry_client
 from stream.publisher import UsagePublisher
@@ -46,7 +46,7 @@ def open_lane(connections: Connections, run_id: str, name: str, batch_size: int,
                                       "RATING_GROUP_ID": f"rating-bench-{run_id}-{name}",
                                       "RATING_BATCH_SIZE": str(batch_size)})
     ensure_topics(admin_client(connections), settings.topics)
-    sources = {path.name: path.read_text() for path in sorted(catalog_dir.glob("*.yaml"))}
+    sources = read_catalog_folder(catalog_dir).sources  # every file the loader reads
     publish_catalog(idempotent_producer(connections), settings.topics.catalog.name, catalog,
                     sources)
     return Lane(name=name, suffix=suffix, settings=settings, connections=connections)

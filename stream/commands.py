@@ -10,11 +10,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from processors.catalog import Catalog, load_catalog_dir
+from processors.catalog import Catalog, CatalogFolder, load_catalog_dir, read_catalog_folder
 from processors.catalog.diff import diff_catalogs
 from processors.errors import RatingError
 from stream import stack as local_stack
-from stream.catalog_feed import CatalogFeed, publish_catalog
+from stream.catalog_feed import CatalogFeed, publish_new_version
 from stream.clients import admin_client, idempotent_producer, reading_consumer, registry_client
 from stream.contracts import build_codecs, register_all
 from stream.processor import RunOptions, run_processor
@@ -62,24 +62,17 @@ def schemas(args: argparse.Namespace) -> int:
     return 0
 
 
-def _catalog_sources(directory: Path) -> dict[str, str]:
-    return {path.name: path.read_text() for path in sorted(directory.glob("*.yaml"))}
-
-
 def catalog(args: argparse.Namespace) -> int:
     settings = _settings(args)
     directory = args.dir or settings.catalog_dir
-    loaded = load_catalog_dir(directory)
+    folder = read_catalog_folder(directory)
+    loaded = folder.catalog
     if args.action == "diff":
         return _catalog_diff(settings, args.against, loaded)
     if args.action == "validate":
         print(f"catalog {directory} is valid: version {loaded.version}")
     elif args.action == "load":
-        connections = connections_from_env()
-        ensure_topics(admin_client(connections), settings.topics)
-        publish_catalog(idempotent_producer(connections), settings.topics.catalog.name, loaded,
-                        _catalog_sources(directory))
-        print(f"catalog version {loaded.version} published to {settings.topics.catalog.name}")
+        _catalog_load(settings, folder)
     else:
         print(f"catalog {directory}: version {loaded.version}")
         print(f"  fiscal periods: {', '.join(p.name for p in loaded.fiscal_periods)}")
@@ -92,6 +85,17 @@ def catalog(args: argparse.Namespace) -> int:
                   f"{'/'.join(table.operations)} {table.pricing} {table.currency.code} "
                   f"groups {','.join(table.rate_groups)}")
     return 0
+
+
+def _catalog_load(settings: Settings, folder: CatalogFolder) -> None:
+    """Publish the texts just validated, unless their version is on the topic with other
+    content (processors would not take it)."""
+    connections = connections_from_env()
+    topic = settings.topics.catalog.name
+    ensure_topics(admin_client(connections), settings.topics)
+    publish_new_version(reading_consumer(connections), idempotent_producer(connections), topic,
+                        folder.catalog, folder.sources, read_timeout_s=CATALOG_READ_TIMEOUT_S)
+    print(f"catalog version {folder.catalog.version} published to {topic}")
 
 
 def _catalog_diff(settings: Settings, against: Path | None, new: Catalog) -> int:

@@ -15,14 +15,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TextIO
 
-from processors.catalog import Catalog, load_catalog_dir
+from processors.catalog import Catalog, read_catalog_folder
 from processors.errors import RatingError
 from sinks.history import open_history_store
 from stream import demo_billing as billing
 from stream import demo_prometheus as prometheus
 from stream import stack as local_stack
-from stream.catalog_feed import publish_catalog
-from stream.clients import admin_client, idempotent_producer, registry_client
+from stream.catalog_feed import publish_new_version
+from stream.clients import admin_client, idempotent_producer, reading_consumer, registry_client
 from stream.contracts import Codecs, build_codecs
 from stream.demo_prometheus import MetricsEndpoint
 from stream.demo_services import Child, stop_all, wait_for_sink
@@ -98,9 +98,12 @@ def prepare_topics(settings: Settings, connections: Connections) -> tuple[Catalo
     topics = settings.topics
     created = ensure_topics(admin_client(connections), topics)
     codecs = build_codecs(registry_client(connections), topics)
-    catalog = load_catalog_dir(settings.catalog_dir)
-    publish_catalog(idempotent_producer(connections), topics.catalog.name, catalog,
-                    {p.name: p.read_text() for p in sorted(settings.catalog_dir.glob("*.yaml"))})
+    folder = read_catalog_folder(settings.catalog_dir)
+    catalog = folder.catalog
+    # Checked like `rating catalog load`: the stack may already run another content
+    # under this version.
+    publish_new_version(reading_consumer(connections), idempotent_producer(connections),
+                        topics.catalog.name, catalog, folder.sources)
     say(f"catalog {catalog.version} loaded from {settings.catalog_dir}")
     return catalog, codecs, topics.rated.name in created
 

@@ -6,7 +6,12 @@ the line and what is wrong.
 """
 
 from processors.catalog.errors import CatalogError, SourceRef
-from processors.catalog.loader import load_catalog_dir, load_catalog_sources
+from processors.catalog.loader import (
+    CatalogFolder,
+    load_catalog_dir,
+    load_catalog_sources,
+    read_catalog_folder,
+)
 from processors.catalog.model import (
     Account,
     AccountKind,
@@ -34,6 +39,7 @@ __all__ = [
     "AttributeType",
     "Catalog",
     "CatalogError",
+    "CatalogFolder",
     "CreditPlan",
     "FiscalPeriod",
     "GroupAssignment",
@@ -49,4 +55,5 @@ __all__ = [
     "Tier",
     "load_catalog_dir",
     "load_catalog_sources",
+    "read_catalog_folder",
 ]

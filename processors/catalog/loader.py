@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
@@ -75,12 +76,61 @@ TOP_LEVEL_KEYS = frozenset({*SECTIONS, *SINGLE_SECTIONS, VERSION_KEY, *RESERVED_
 CATALOG_SUFFIXES = (".yaml", ".yml")
 
 
-def load_catalog_dir(path: Path) -> Catalog:
-    """Every ``*.yaml`` / ``*.yml`` file directly in ``path``, loaded as one catalog."""
-    files = sorted(p for p in path.iterdir() if p.suffix in CATALOG_SUFFIXES and p.is_file())
+@dataclass(frozen=True, slots=True)
+class CatalogFolder:
+    """A catalog folder read once: its texts by file name, and the catalog they make.
+
+    ``sources`` is exactly what ``catalog`` was validated from, so publishing
+    ``sources`` publishes the catalog that was checked, not a second reading of the folder.
+    """
+
+    path: Path
+    sources: Mapping[str, str]
+    catalog: Catalog
+
+
+def catalog_files(path: Path) -> list[Path]:
+    """The files of a catalog folder, in load order: every ``*.yaml`` / ``*.yml`` directly in
+    ``path``. The one listing of a folder, for validating and for publishing alike."""
+    try:
+        files = sorted(p for p in path.iterdir() if p.suffix in CATALOG_SUFFIXES and p.is_file())
+    except OSError as exc:  # missing, not a folder, not readable
+        raise CatalogError(str(path), 0, "catalog",
+                           f"cannot read the catalog folder: {_reason(exc)}") from None
     if not files:
         raise CatalogError(str(path), 0, "catalog", "no .yaml files in the catalog folder")
-    return load_catalog_sources({str(file): file.read_text(encoding="utf-8") for file in files})
+    return files
+
+
+def read_catalog_folder(path: Path) -> CatalogFolder:
+    """Read and validate the catalog in ``path`` (a bad one raises ``CatalogError``)."""
+    sources = {file.name: _read_source(file) for file in catalog_files(path)}
+    # Validated under their paths so an error names the file on disk; the texts and their
+    # order (one folder: same prefix) are those processors load by file name.
+    catalog = load_catalog_sources({str(path / name): text for name, text in sources.items()})
+    return CatalogFolder(path, MappingProxyType(sources), catalog)
+
+
+def load_catalog_dir(path: Path) -> Catalog:
+    """Every ``*.yaml`` / ``*.yml`` file directly in ``path``, loaded as one catalog."""
+    return read_catalog_folder(path).catalog
+
+
+def _read_source(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise CatalogError(str(file), line, "catalog",
+                           f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x}): save the "
+                           "file as UTF-8") from None
+    except OSError as exc:
+        raise CatalogError(str(file), 0, "catalog", f"cannot read the file: {_reason(exc)}"
+                           ) from None
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
 
 
 def load_catalog_sources(sources: Mapping[str, str]) -> Catalog:
@@ -115,7 +165,8 @@ def load_catalog_sources(sources: Mapping[str, str]) -> Catalog:
     content = {**{name: values for name, values in sections.items()
                   if values or name not in LICENCE_SECTIONS},
                **{key: [value] for key, value in singles.items()}}
-    return _build(sections, singles, declared or _content_version(content))
+    content_hash = _content_hash(content)
+    return _build(sections, singles, declared or f"sha256:{content_hash[:12]}", content_hash)
 
 
 def _one_version(previous: tuple[str, Value] | None, value: Value) -> tuple[str, Value]:
@@ -125,11 +176,16 @@ def _one_version(previous: tuple[str, Value] | None, value: Value) -> tuple[str,
     return value.text(), value
 
 
-def _content_version(sections: Mapping[str, list[Value]]) -> str:
-    """``sha256:`` + 12 hex digits of the catalog's content, blind to comments and layout."""
+def _content_hash(sections: Mapping[str, list[Value]]) -> str:
+    """SHA-256 (hex) of the catalog's content, blind to comments, layout and file names.
+
+    Without a ``version:`` its first 12 digits are the version. With one, it tells two
+    contents published under the same version apart (``rating catalog load`` refuses the
+    second one, and a running processor does not take it): a version names one content.
+    """
     content = {name: [_plain(value.node) for value in values] for name, values in sections.items()}
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def _plain(node: yaml.Node) -> object:
@@ -141,7 +197,7 @@ def _plain(node: yaml.Node) -> object:
 
 
 def _build(sections: Mapping[str, list[Value]], singles: Mapping[str, Value],
-           version: str) -> Catalog:
+           version: str, content_hash: str) -> Catalog:
     item_types = parse_named(
         sections["service_item_types"], parse_item_type, lambda t: t.name, "service item type"
     )
@@ -191,6 +247,7 @@ def _build(sections: Mapping[str, list[Value]], singles: Mapping[str, Value],
     )
     return Catalog(
         version=version,
+        content_hash=content_hash,
         service_item_types=MappingProxyType(item_types),
         rate_groups=MappingProxyType(groups),
         fiscal_periods=check_fiscal_periods(periods),

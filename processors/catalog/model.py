@@ -265,6 +265,9 @@ class Agreement:
 @dataclass(frozen=True, slots=True)
 class Catalog:
     version: str
+    # SHA-256 (hex) of what the catalog says, blind to comments, layout and file names:
+    # two loads with the same version and a different content_hash price differently.
+    content_hash: str
     service_item_types: Mapping[str, ServiceItemType]
     rate_groups: Mapping[str, RateGroup]
     fiscal_periods: tuple[FiscalPeriod, ...]  # sorted by start

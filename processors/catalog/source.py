@@ -37,6 +37,8 @@ def compose(file: str, text: str) -> yaml.Node | None:
         raise CatalogError(file, line, "YAML", f"not valid YAML: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise CatalogError(file, 1, "YAML", f"not valid YAML: {exc}") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise CatalogError(file, 1, "YAML", "nested too deeply to be a catalog") from None
 
 
 class Value:

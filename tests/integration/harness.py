@@ -17,7 +17,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, TopicPartition
 
-from processors.catalog import load_catalog_dir
+from processors.catalog import read_catalog_folder
 from processors.events import UsageEvent
 from processors.pipeline import PartitionState
 from stream.catalog_feed import publish_catalog
@@ -47,10 +47,10 @@ class Pipeline:
         self.processes: list[ProcessorProcess] = []
 
     def load_catalog(self, directory: Path = EXAMPLE_CATALOG) -> str:
-        catalog = load_catalog_dir(directory)
+        folder = read_catalog_folder(directory)
         publish_catalog(idempotent_producer(self.connections), self.settings.topics.catalog.name,
-                        catalog, {p.name: p.read_text() for p in sorted(directory.glob("*.yaml"))})
-        return catalog.version
+                        folder.catalog, folder.sources)
+        return folder.catalog.version
 
     def publisher(self) -> UsagePublisher:
         return UsagePublisher.connect(self.connections, self.settings.topics.events.name)

@@ -33,6 +33,12 @@ CASES: list[tuple[str, str, tuple[str, str] | None, str]] = [
     ("unknown section", "rate_tabels: []  # <-\n", None, "unknown key 'rate_tabels'"),
     ("top level is a list", "- a  # <-\n", None, "expected a mapping"),
     (
+        "nested past the recursion limit",
+        "rate_tables: " + "[" * 5000 + "]" * 5000 + "  # <-\n",
+        None,
+        "nested too deeply",
+    ),
+    (
         "unknown key in entry",
         _table(
             "    rate_group: [standard]  # <-\n"

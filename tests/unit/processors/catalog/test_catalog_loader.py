@@ -79,6 +79,19 @@ def test_empty_files_are_ignored_and_an_empty_folder_is_an_error(tmp_path: Path)
         load_catalog_dir(tmp_path)
 
 
+@pytest.mark.parametrize("problem", ["missing", "a file", "not UTF-8"])
+def test_an_unreadable_catalog_is_a_catalog_error_naming_it(problem: str, tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(BASE)
+    (tmp_path / "b.yaml").write_bytes(RATES.encode() + "# Zürich\n".encode("latin-1"))
+    folder, named, line = {"missing": (tmp_path / "nope", tmp_path / "nope", 0),
+                           "a file": (tmp_path / "a.yaml", tmp_path / "a.yaml", 0),
+                           "not UTF-8": (tmp_path, tmp_path / "b.yaml",
+                                         RATES.count("\n") + 1)}[problem]
+    with pytest.raises(CatalogError) as raised:
+        load_catalog_dir(folder)
+    assert (raised.value.file, raised.value.line) == (str(named), line)
+
+
 def test_fiscal_periods_run_to_the_next_start() -> None:
     periods = catalog().fiscal_periods
     assert [p.name for p in periods] == ["P1", "P2"]
