@@ -35,7 +35,7 @@ from stream.observability import (
 )
 from stream.settings import Connections, Settings
 from stream.stages import DecodedEvents, RaterStage, RouterStage
-from stream.state_store import ChangelogStateStore, log_ends_of
+from stream.state_store import ChangelogStateStore, log_ends_of, undecided_timeout_s
 from stream.subscription_stage import SubscriptionStage, build_subscription_stage
 
 log = logging.getLogger(__name__)
@@ -95,19 +95,21 @@ def _run(settings: Settings, connections: Connections, options: RunOptions,
     stages: list[Stage] = []
     store = None
     # Both stages in this process: the rater takes the events the router decoded.
+    undecided_s = undecided_timeout_s(settings.processor.transaction_timeout_ms)
     handoff = DecodedEvents() if {"router", "rater"} <= set(options.stages) else None
     if "router" in options.stages:
         stages.append(RouterStage(codecs, topics, lambda: feed.current, handoff=handoff))
     if "rater" in options.stages:
         store = ChangelogStateStore(reading_consumer(connections), topics.changelog.name,
                                     lambda: PartitionState(dedup_window=window),
-                                    log_ends_of(admin_client(connections)))
+                                    log_ends_of(admin_client(connections)), undecided_s)
         stages.append(RaterStage(codecs, topics, lambda: feed.current, store,
                                  no_agreement=MissingPolicy(settings.processor.no_agreement),
                                  handoff=handoff))
     licences: SubscriptionStage | None = None
     if "subscriptions" in options.stages:
-        licences = build_subscription_stage(codecs, connections, topics, lambda: feed.current)
+        licences = build_subscription_stage(codecs, connections, topics, lambda: feed.current,
+                                            undecided_s)
         stages.append(licences)
     group = settings.processor.group_id
     # A stable transactional id per instance: a restarted instance fences its own

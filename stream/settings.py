@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,54 @@ TOPIC_ROLES = ("events", "by_account", "rated", "rejected", "dlq", "late", "quot
 
 class SettingsError(RatingError):
     """The settings file or an override is wrong; the message names which and where."""
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """The integers a setting may take: ``low`` up to ``high`` (None: no limit), or ``also``."""
+
+    low: int
+    high: int | None = None
+    also: int | None = None  # one value outside the bounds with a meaning of its own
+
+    def __contains__(self, value: int) -> bool:
+        within = self.low <= value and (self.high is None or value <= self.high)
+        return within or value == self.also
+
+    def describe(self) -> str:
+        bounds = f"in {self.low}..{self.high}" if self.high is not None else f">= {self.low}"
+        within = f"an integer {bounds}"
+        return within if self.also is None else f"{self.also} or {within}"
+
+
+# What each number may be, and why; anything else is refused at start-up, naming the key.
+PARTITIONS = IntRange(1)
+KEEP_FOREVER = -1  # retention_hours: Kafka's retention.ms -1
+RETENTION_HOURS = IntRange(1, also=KEEP_FOREVER)  # 0 would delete every record at once
+# confluent-kafka's consume() takes at most 1,000,000 messages a call.
+BATCH_SIZE = IntRange(1, 1_000_000)
+# How long consume() waits to fill a batch. It must be > 0: 0 spins on an idle topic, and
+# finite: infinity never returns. The loop sees a stop only between batches and /healthz
+# reports a loop idle for 60 s as stuck, so seconds at most; more is milliseconds misread.
+MAX_BATCH_TIMEOUT_S = 10.0
+# librdkafka refuses less than 1 s; the broker refuses more than its
+# transaction.max.timeout.ms (15 min by default) at init_transactions. A restore waits this
+# long and a minute more for a crashed owner's open transaction to be aborted
+# (stream/state_store.py, undecided_timeout_s).
+TRANSACTION_TIMEOUT_MS = IntRange(1_000, 900_000)
+# 0 parks every out-of-order event as late, a negative window every event. The window's
+# ids are held in memory (README, Known limits): more than a year is a unit mistake.
+DEDUP_WINDOW_DAYS = IntRange(1, 366)
+PORT = IntRange(0, 65_535)  # 0: any free port
+PAGE_LIMIT = IntRange(1)  # and page_limit <= max_page_limit
+
+TOP_LEVEL_KEYS = ("topics", "processor", "catalog_dir", "workload_file", "log_level", "sinks",
+                  "api")
+TOPIC_SPEC_KEYS = ("name", "partitions", "cleanup", "retention_hours")
+PROCESSOR_KEYS = ("group_id", "batch_size", "batch_timeout_s", "transaction_timeout_ms",
+                  "dedup_window_days", "no_agreement")
+SINKS_KEYS = ("history_url",)
+API_KEYS = ("host", "port", "tokens_file", "page_limit", "max_page_limit")
 
 
 @dataclass(frozen=True)
@@ -126,17 +175,101 @@ def load_settings(path: Path = DEFAULT_SETTINGS_FILE,
         raise SettingsError(f"{path}: cannot read settings: {exc}") from None
     if not isinstance(raw, dict):
         raise SettingsError(f"{path}: expected a mapping at the top level")
+    top = _Section.read(path, "", raw, TOP_LEVEL_KEYS, required=("topics", "processor"))
     settings = Settings(
-        topics=_topics(raw.get("topics"), path),
-        processor=_processor(raw.get("processor"), path, env),
-        catalog_dir=_resolve(path, str(raw.get("catalog_dir", "config/catalog"))),
-        workload_file=_resolve(path, str(raw.get("workload_file", "config/workload.yaml"))),
-        log_level=str(env.get("RATING_LOG_LEVEL", raw.get("log_level", "INFO"))).upper(),
+        topics=_topics(raw["topics"], path),
+        processor=_processor(raw["processor"], path, env),
+        catalog_dir=_resolve(path, top.text("catalog_dir", "config/catalog")),
+        workload_file=_resolve(path, top.text("workload_file", "config/workload.yaml")),
+        log_level=env.get("RATING_LOG_LEVEL", top.text("log_level", "INFO")).upper(),
         sinks=_sinks(raw.get("sinks"), path, env),
         api=_api(raw.get("api"), path, env),
     )
     suffix = env.get("RATING_TOPIC_SUFFIX", "")
     return settings.with_topic_suffix(suffix) if suffix else settings
+
+
+@dataclass(frozen=True)
+class _Section:
+    """One mapping of the settings file whose keys were checked: its errors name the file,
+    the section and the key, and each value is converted on its own."""
+
+    path: Path
+    name: str  # "processor", "topics.dlq"; "" at the top level
+    values: Mapping[Any, Any]
+
+    @classmethod
+    def read(cls, path: Path, name: str, raw: Any, known: Collection[str],
+             required: Collection[str] = ()) -> _Section:
+        if not isinstance(raw, dict):
+            raise SettingsError(f"{path}: '{name}' must be a mapping")
+        place = name or "top level"
+        # A misspelt key would leave its setting at the default without a word.
+        unknown = [key for key in raw if key not in known]
+        if unknown:
+            listed = ", ".join(repr(key) for key in unknown)
+            raise SettingsError(f"{path}: {place}: unknown key{'s' if len(unknown) > 1 else ''} "
+                                f"{listed} (known: {', '.join(sorted(known))})")
+        missing = [key for key in required if key not in raw]
+        if missing:
+            raise SettingsError(f"{path}: {place}: missing key {missing[0]!r}")
+        return cls(path, name, raw)
+
+    def key(self, key: str) -> str:
+        """``file: section.key``, how errors name a value."""
+        return f"{self.path}: {self.name}.{key}" if self.name else f"{self.path}: {key}"
+
+    def _get(self, key: str, default: object) -> object:
+        value = self.values.get(key, default)
+        if value is None:
+            raise SettingsError(f"{self.key(key)} is missing or empty")
+        return value
+
+    def integer(self, key: str, allowed: IntRange, default: int | None = None) -> int:
+        """A YAML integer: not 2.9, "2" or true (bool is an int to Python)."""
+        value = self._get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value not in allowed:
+            raise SettingsError(f"{self.key(key)} must be {allowed.describe()}, got {value!r}")
+        return value
+
+    def seconds(self, key: str, maximum: float) -> float:
+        """A YAML number of seconds, > 0 and <= ``maximum`` (so neither NaN nor infinity)."""
+        value = self._get(key, None)
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not 0 < value <= maximum):
+            raise SettingsError(f"{self.key(key)} must be a number of seconds > 0 and "
+                                f"<= {maximum:g}, got {value!r}")
+        return float(value)
+
+    def text(self, key: str, default: str | None = None) -> str:
+        value = self._get(key, default)
+        if not isinstance(value, str) or not value:
+            raise SettingsError(f"{self.key(key)} must be a non-empty string, got {value!r}")
+        return value
+
+    def choice(self, key: str, options: Collection[str], default: str | None = None) -> str:
+        value = self._get(key, default)
+        if value not in options:
+            quoted = " or ".join(repr(option) for option in options)
+            raise SettingsError(f"{self.key(key)} must be {quoted}, got {value!r}")
+        return str(value)
+
+
+def _env_integer(env: Mapping[str, str], variable: str, section: _Section, key: str,
+                 allowed: IntRange) -> int:
+    """``section.key``, overridden by the environment variable when it is set."""
+    in_file = section.integer(key, allowed)  # checked even when overridden
+    text = env.get(variable)
+    if not text:
+        return in_file
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value not in allowed:
+        raise SettingsError(f"{section.key(key)}: {variable} must be {allowed.describe()}, "
+                            f"got {text!r}")
+    return value
 
 
 def _resolve(settings_file: Path, value: str) -> Path:
@@ -150,11 +283,9 @@ def _resolve(settings_file: Path, value: str) -> Path:
 
 def _sinks(raw: Any, path: Path, env: dict[str, str]) -> SinkSettings:
     """The optional ``sinks`` section; a relative sqlite path is relative to the project root."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise SettingsError(f"{path}: 'sinks' must be a mapping")
-    url = str(env.get("RATING_HISTORY_URL") or raw.get("history_url") or DEFAULT_HISTORY_URL)
+    section = _Section.read(path, "sinks", {} if raw is None else raw, SINKS_KEYS)
+    url = str(env.get("RATING_HISTORY_URL") or section.values.get("history_url")
+              or DEFAULT_HISTORY_URL)
     sqlite_prefix = "sqlite:///"
     if url.startswith(sqlite_prefix) and url != "sqlite:///:memory:":
         file = url[len(sqlite_prefix):]
@@ -166,45 +297,30 @@ def _sinks(raw: Any, path: Path, env: dict[str, str]) -> SinkSettings:
 
 def _api(raw: Any, path: Path, env: dict[str, str]) -> ApiSettings:
     """The optional ``api`` section; a relative tokens_file is relative to the project root."""
-    raw = {} if raw is None else raw
-    if not isinstance(raw, dict):
-        raise SettingsError(f"{path}: 'api' must be a mapping")
+    section = _Section.read(path, "api", {} if raw is None else raw, API_KEYS)
     default = ApiSettings()
-    tokens = env.get("RATING_API_TOKENS_FILE") or raw.get("tokens_file")
-    try:
-        api = ApiSettings(
-            host=str(raw.get("host", default.host)), port=int(raw.get("port", default.port)),
-            tokens_file=_resolve(path, str(tokens)) if tokens else default.tokens_file,
-            page_limit=int(raw.get("page_limit", default.page_limit)),
-            max_page_limit=int(raw.get("max_page_limit", default.max_page_limit)))
-    except (TypeError, ValueError) as exc:
-        raise SettingsError(f"{path}: api: bad field: {exc}") from None
-    if not 0 <= api.port < 65536 or not 1 <= api.page_limit <= api.max_page_limit:
-        raise SettingsError(f"{path}: api: port must be 0-65535 and 1 <= page_limit <= "
-                            f"max_page_limit, got {raw}")
+    tokens = env.get("RATING_API_TOKENS_FILE") or section.values.get("tokens_file")
+    api = ApiSettings(
+        host=section.text("host", default.host),
+        port=section.integer("port", PORT, default.port),
+        tokens_file=_resolve(path, str(tokens)) if tokens else default.tokens_file,
+        page_limit=section.integer("page_limit", PAGE_LIMIT, default.page_limit),
+        max_page_limit=section.integer("max_page_limit", PAGE_LIMIT, default.max_page_limit))
+    if api.page_limit > api.max_page_limit:
+        raise SettingsError(f"{section.key('page_limit')} must be <= api.max_page_limit "
+                            f"({api.max_page_limit}), got {api.page_limit}")
     return api
 
 
 def _topics(raw: Any, path: Path) -> Topics:
     if not isinstance(raw, dict):
         raise SettingsError(f"{path}: 'topics' must be a mapping of role -> topic spec")
+    # Keyed by role, but the roles are fixed (TOPIC_ROLES): none is open-ended.
     missing = [role for role in TOPIC_ROLES if role not in raw]
     unknown = [role for role in raw if role not in TOPIC_ROLES]
     if missing or unknown:
         raise SettingsError(f"{path}: topics: missing roles {missing}, unknown roles {unknown}")
-    specs: dict[str, TopicSpec] = {}
-    for role in TOPIC_ROLES:
-        entry = raw[role]
-        try:
-            spec = TopicSpec(name=str(entry["name"]), partitions=int(entry["partitions"]),
-                             cleanup=str(entry["cleanup"]),
-                             retention_hours=int(entry["retention_hours"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise SettingsError(f"{path}: topics.{role}: bad or missing field {exc}") from None
-        if spec.partitions < 1 or spec.cleanup not in ("delete", "compact"):
-            raise SettingsError(f"{path}: topics.{role}: partitions must be >= 1 and cleanup "
-                                f"'delete' or 'compact', got {entry}")
-        specs[role] = spec
+    specs = {role: _topic_spec(raw[role], path, role) for role in TOPIC_ROLES}
     if specs["changelog"].partitions != specs["by_account"].partitions:
         # State for input partition p lives in changelog partition p.
         raise SettingsError(f"{path}: topics.changelog must have as many partitions as "
@@ -215,26 +331,27 @@ def _topics(raw: Any, path: Path) -> Topics:
     return Topics(**specs)
 
 
+def _topic_spec(raw: Any, path: Path, role: str) -> TopicSpec:
+    spec = _Section.read(path, f"topics.{role}", raw, TOPIC_SPEC_KEYS, required=TOPIC_SPEC_KEYS)
+    return TopicSpec(name=spec.text("name"),
+                     partitions=spec.integer("partitions", PARTITIONS),
+                     cleanup=spec.choice("cleanup", ("delete", "compact")),
+                     retention_hours=spec.integer("retention_hours", RETENTION_HOURS))
+
+
 def _processor(raw: Any, path: Path, env: dict[str, str]) -> ProcessorSettings:
-    if not isinstance(raw, dict):
-        raise SettingsError(f"{path}: 'processor' must be a mapping")
-    try:
-        settings = ProcessorSettings(
-            group_id=str(env.get("RATING_GROUP_ID", raw["group_id"])),
-            batch_size=int(env.get("RATING_BATCH_SIZE") or raw["batch_size"]),
-            batch_timeout_s=float(raw["batch_timeout_s"]),
-            transaction_timeout_ms=int(raw["transaction_timeout_ms"]),
-            dedup_window_days=int(raw["dedup_window_days"]),
-            no_agreement=str(raw.get("no_agreement", "allow")),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SettingsError(f"{path}: processor: bad or missing field {exc}") from None
-    if settings.no_agreement not in ("allow", "reject"):
-        raise SettingsError(f"{path}: processor.no_agreement must be 'allow' or 'reject', "
-                            f"got {settings.no_agreement!r}")
-    if settings.batch_size < 1:
-        raise SettingsError(f"{path}: processor.batch_size must be >= 1")
-    return settings
+    required = [key for key in PROCESSOR_KEYS if key != "no_agreement"]  # it defaults to allow
+    section = _Section.read(path, "processor", raw, PROCESSOR_KEYS, required)
+    group_id = section.text("group_id")
+    return ProcessorSettings(
+        group_id=env.get("RATING_GROUP_ID", group_id),
+        batch_size=_env_integer(env, "RATING_BATCH_SIZE", section, "batch_size", BATCH_SIZE),
+        batch_timeout_s=section.seconds("batch_timeout_s", MAX_BATCH_TIMEOUT_S),
+        transaction_timeout_ms=section.integer("transaction_timeout_ms",
+                                               TRANSACTION_TIMEOUT_MS),
+        dedup_window_days=section.integer("dedup_window_days", DEDUP_WINDOW_DAYS),
+        no_agreement=section.choice("no_agreement", ("allow", "reject"), "allow"),
+    )
 
 
 def connections_from_env(environ: dict[str, str] | None = None) -> Connections:

@@ -35,9 +35,16 @@ from stream.messages import Output
 log = logging.getLogger(__name__)
 OFFSET_BEGINNING = -2
 # A transaction left open by a crashed or fenced owner is aborted by the broker after
-# its transaction.timeout.ms (60 s by default, config/settings.yaml): wait that long for
-# it to be decided, and some more, then give up (a restart restores again).
+# its transaction.timeout.ms (60 s in config/settings.yaml) and a clean-up interval of up
+# to 10 s: wait that long for it to be decided, and some more, then give up (a restart
+# restores again). See undecided_timeout_s.
 UNDECIDED_TIMEOUT_S = 120.0
+
+
+def undecided_timeout_s(transaction_timeout_ms: int) -> float:
+    """How long a restore waits for an undecided transaction: the producers'
+    transaction.timeout.ms, and a minute more."""
+    return transaction_timeout_ms / 1000 + 60.0
 
 # The log end offset (the offset after the last record, decided or not) of each of a
 # topic's partitions: see the module docstring.

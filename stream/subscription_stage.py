@@ -39,7 +39,7 @@ from stream.messages import Output, origin_of
 from stream.run_reports import RunReport
 from stream.serde import AvroDecoder, SerdeError, register
 from stream.settings import Connections, Topics
-from stream.state_store import ChangelogStore, log_ends_of, partitions_of
+from stream.state_store import UNDECIDED_TIMEOUT_S, ChangelogStore, log_ends_of, partitions_of
 
 STAGE = "subscriptions"
 
@@ -146,9 +146,11 @@ class SubscriptionStage:
 
 
 def build_subscription_stage(codecs: Codecs, connections: Connections, topics: Topics,
-                             catalog: Callable[[], Catalog]) -> SubscriptionStage:
+                             catalog: Callable[[], Catalog],
+                             undecided_s: float = UNDECIDED_TIMEOUT_S) -> SubscriptionStage:
     """The stage with its changelog store (licence.changelog) and decoder, for `rating process`."""
     store = ChangelogStore(reading_consumer(connections), topics.subscriptions_changelog.name,
-                           SubscriptionState, log_ends_of(admin_client(connections)))
+                           SubscriptionState, log_ends_of(admin_client(connections)),
+                           undecided_s)
     return SubscriptionStage(codecs, subscription_decoder(registry_client(connections), topics),
                              topics, catalog, store)

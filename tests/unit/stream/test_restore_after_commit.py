@@ -28,7 +28,7 @@ from stream import loop as loop_module
 from stream.errors import TransientError
 from stream.loop import ExactlyOnceLoop
 from stream.messages import Output
-from stream.state_store import ChangelogStore, KafkaErrorDuringRestore, LogEnds
+from stream.state_store import ChangelogStore, KafkaErrorDuringRestore, LogEnds, undecided_timeout_s
 
 CHANGELOG = "counter.changelog"
 
@@ -303,3 +303,10 @@ def test_a_transaction_that_stays_undecided_fails_the_restore_naming_the_partiti
     with pytest.raises(KafkaErrorDuringRestore,
                        match=r"\[0\].*still undecided after 0 s .*partition 0: 0/1"):
         store.restore([0])
+
+
+def test_a_restore_waits_a_minute_longer_than_the_transaction_timeout() -> None:
+    # The broker aborts a crashed owner's transaction after its timeout (and up to 10 s
+    # of clean-up): a restore that gave up earlier would fail on every restart meanwhile.
+    assert undecided_timeout_s(60_000) == 120.0
+    assert undecided_timeout_s(900_000) == 960.0

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -49,3 +52,108 @@ def test_missing_topic_role_is_named_with_the_file(tmp_path: Path) -> None:
 def test_bad_batch_size_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="batch_size"):
         load_settings(environ={"RATING_BATCH_SIZE": "0"})
+
+
+def _with(tmp_path: Path, dotted: str, value: object) -> Path:
+    """The shipped settings with one value set, e.g. ``topics.dlq.partitions``."""
+    *sections, key = dotted.split(".")
+
+    def set_value(raw: dict[str, Any]) -> None:
+        for section in sections:
+            raw = raw[section]
+        raw[key] = value
+    return _write(tmp_path, set_value)
+
+
+@pytest.mark.parametrize(("dotted", "refused", "accepted"), [
+    # 0 parks every out-of-order event as late, a negative window every event.
+    ("processor.dedup_window_days", 0, 1),
+    ("processor.dedup_window_days", -5, 1),
+    ("processor.dedup_window_days", 367, 366),
+    ("processor.transaction_timeout_ms", 999, 1_000),
+    ("processor.transaction_timeout_ms", 900_001, 900_000),
+    ("processor.batch_size", 1_000_001, 1_000_000),
+    ("processor.batch_timeout_s", 0, 0.001),
+    ("processor.batch_timeout_s", -0.2, 0.001),
+    ("processor.batch_timeout_s", 10.5, 10),
+    ("processor.batch_timeout_s", math.inf, 10),
+    ("processor.batch_timeout_s", math.nan, 10),
+    ("topics.dlq.retention_hours", 0, -1),
+    ("topics.dlq.retention_hours", -5, 1),
+])
+def test_a_number_just_outside_its_range_is_refused_and_the_edge_loads(
+        tmp_path: Path, dotted: str, refused: float, accepted: float) -> None:
+    with pytest.raises(SettingsError, match=rf"settings.yaml: {re.escape(dotted)} must be "):
+        load_settings(_with(tmp_path, dotted, refused), environ={})
+    load_settings(_with(tmp_path, dotted, accepted), environ={})
+
+
+@pytest.mark.parametrize(("dotted", "value"), [
+    ("topics.dlq.partitions", 2.9),  # was truncated to 2
+    ("topics.dlq.partitions", True),  # was 1
+    ("topics.dlq.partitions", "3"),
+    ("processor.batch_size", 1000.5),
+    ("processor.transaction_timeout_ms", True),
+    ("processor.batch_timeout_s", "fast"),  # the message did not name the key
+    ("processor.batch_timeout_s", True),  # was 1.0 s
+    ("api.port", "8080"),
+    ("api.page_limit", True),
+])
+def test_a_value_of_the_wrong_type_is_refused_naming_file_and_key(
+        tmp_path: Path, dotted: str, value: object) -> None:
+    with pytest.raises(SettingsError,
+                       match=rf"settings.yaml: {re.escape(dotted)} must be .*, got {value!r}"):
+        load_settings(_with(tmp_path, dotted, value), environ={})
+
+
+@pytest.mark.parametrize(("dotted", "value"), [
+    ("topics.dlq.name", None),  # was the topic "None"
+    ("topics.dlq.name", ""),
+    ("processor.group_id", None),
+])
+def test_an_empty_name_is_refused(tmp_path: Path, dotted: str, value: object) -> None:
+    with pytest.raises(SettingsError, match=rf"settings.yaml: {re.escape(dotted)} "):
+        load_settings(_with(tmp_path, dotted, value), environ={})
+
+
+def test_a_misspelt_processor_key_is_refused_not_ignored(tmp_path: Path) -> None:
+    # The operator asks for quota enforcement; the typo silently left it at "allow".
+    def typo(raw: dict[str, Any]) -> None:
+        raw["processor"]["no_agreemnt"] = raw["processor"].pop("no_agreement")
+    with pytest.raises(SettingsError, match=r"settings.yaml: processor: unknown key "
+                                            r"'no_agreemnt' \(known: .*no_agreement"):
+        load_settings(_write(tmp_path, typo), environ={})
+
+
+@pytest.mark.parametrize(("section", "key"), [
+    ("top level", "log_levl"),
+    ("topics.dlq", "retention_hour"),
+    ("sinks", "history-url"),
+    ("api", "max_page_limt"),
+])
+def test_an_unknown_key_is_refused_in_every_section(tmp_path: Path, section: str,
+                                                    key: str) -> None:
+    dotted = key if section == "top level" else f"{section}.{key}"
+    path = _with(tmp_path, dotted, "x")
+    with pytest.raises(SettingsError,
+                       match=rf"settings.yaml: {re.escape(section)}: unknown key '{key}' "
+                             r"\(known: "):
+        load_settings(path, environ={})
+
+
+@pytest.mark.parametrize(("section", "key"), [("processor", "group_id"),
+                                              ("topics.dlq", "partitions")])
+def test_a_missing_key_is_named(tmp_path: Path, section: str, key: str) -> None:
+    def drop(raw: dict[str, Any]) -> None:
+        for part in section.split("."):
+            raw = raw[part]
+        del raw[key]
+    with pytest.raises(SettingsError, match=rf"settings.yaml: {section}: missing key '{key}'"):
+        load_settings(_write(tmp_path, drop), environ={})
+
+
+@pytest.mark.parametrize("override", ["lots", "2.5", "1000001"])
+def test_a_bad_batch_size_override_names_the_variable_and_the_key(override: str) -> None:
+    with pytest.raises(SettingsError, match=r"processor.batch_size: RATING_BATCH_SIZE must be "
+                                            rf"an integer in 1..1000000, got '{override}'"):
+        load_settings(environ={"RATING_BATCH_SIZE": override})
