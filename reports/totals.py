@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from processors import money
 from processors.money import ZERO
 from sinks.history.model import HistoryRow
 
@@ -25,24 +26,26 @@ class Totals:
     charged: Decimal = ZERO
     units: set[str] = field(default_factory=set)
 
+    # Exact sums (processors.money.add): `+` rounds to the default 28 digits, and a
+    # quantity may carry more (bytes as GB: 30 decimals).
     def add_row(self, row: HistoryRow) -> None:
         self.records += 1
-        self.quantity += row.quantity
-        self.net += row.net_amount
-        self.markup += row.markup_amount
-        self.gross += row.gross_amount
-        self.credit += row.credit_applied
-        self.charged += row.charged_amount
+        self.quantity = money.add(self.quantity, row.quantity)
+        self.net = money.add(self.net, row.net_amount)
+        self.markup = money.add(self.markup, row.markup_amount)
+        self.gross = money.add(self.gross, row.gross_amount)
+        self.credit = money.add(self.credit, row.credit_applied)
+        self.charged = money.add(self.charged, row.charged_amount)
         self.units.add(row.unit_of_measure)
 
     def add(self, other: Totals) -> None:
         self.records += other.records
-        self.quantity += other.quantity
-        self.net += other.net
-        self.markup += other.markup
-        self.gross += other.gross
-        self.credit += other.credit
-        self.charged += other.charged
+        self.quantity = money.add(self.quantity, other.quantity)
+        self.net = money.add(self.net, other.net)
+        self.markup = money.add(self.markup, other.markup)
+        self.gross = money.add(self.gross, other.gross)
+        self.credit = money.add(self.credit, other.credit)
+        self.charged = money.add(self.charged, other.charged)
         self.units |= other.units
 
     @property

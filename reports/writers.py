@@ -75,7 +75,18 @@ def csv_cell(cell: Cell) -> str:
         return money_text(cell.amount, cell.currency)
     if isinstance(cell, Decimal):
         return decimal_text(cell)
-    return str(cell)
+    return inert_text(str(cell))
+
+
+# A spreadsheet opening a CSV runs a cell that starts with one of these as a formula
+# (CSV injection: requester, service item id, source and memo values come from events).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert_text(text: str) -> str:
+    """``text`` as a spreadsheet shows it and never runs it: a leading ``'``, as OWASP
+    advises, when it would start a formula. Numbers are not text here: they never get it."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 # -- XLSX --------------------------------------------------------------------------
@@ -97,8 +108,11 @@ def write_xlsx(report: Report, path: Path) -> tuple[ControlLine, ...]:
         written.value = number
         if number_format is not None:
             written.number_format = number_format
-        if isinstance(number, str) and isinstance(value, Decimal | Money):
-            written.alignment = right  # an exact number kept as text
+        if isinstance(number, str):
+            # Text is stored as text: openpyxl would store "=..." as a live formula.
+            written.data_type = "s"
+            if isinstance(value, Decimal | Money):
+                written.alignment = right  # an exact number kept as text
         if emphasis:
             written.font = bold
         return written

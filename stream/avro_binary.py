@@ -145,6 +145,8 @@ def _string(data: bytes, pos: int) -> tuple[str, int]:
     end = pos + size
     if size < 0 or end > len(data):
         raise Unusual("bad string length")
+    if data.find(0, pos, end) >= 0:
+        raise Unusual("NUL in a string")  # event_from_avro names it
     return data[pos:end].decode(), end
 
 
@@ -179,8 +181,8 @@ def _attributes(data: bytes, pos: int) -> tuple[dict[str, AttributeValue], int]:
         if size & 0x81:
             raise Unusual("long attribute name")
         name = data[pos + 1:end].decode()
-        if name in attributes:
-            raise Unusual("attribute twice")  # event_from_avro words the rejection
+        if name in attributes or "\x00" in name:
+            raise Unusual("attribute twice, or a NUL")  # event_from_avro words the rejection
         if data[end] == 2:  # number set (union branch 1): text must be null
             size = data[end + 1]
             pos = end + 2 + (size >> 1)
@@ -195,9 +197,10 @@ def _attributes(data: bytes, pos: int) -> tuple[dict[str, AttributeValue], int]:
         elif data[end] == 0 and data[end + 1] == 2:  # number null, text set
             size = data[end + 2]
             pos = end + 3 + (size >> 1)
-            if size & 0x81:
-                raise Unusual("long text")
-            attributes[name] = data[end + 3:pos].decode()
+            text = data[end + 3:pos].decode()
+            if size & 0x81 or "\x00" in text:
+                raise Unusual("long text, or a NUL")
+            attributes[name] = text
         else:
             raise Unusual("not exactly one of number and text")
     if data[pos] != 0:

@@ -31,6 +31,10 @@ RATED_SCHEMA = "rated_usage.avsc"
 REJECTED_SCHEMA = "rejected_usage.avsc"
 REQUIRED_TEXT = ("event_id", "service_item_type", "service_item_id", "operation", "requester",
                  "home_ou", "source")
+OPTIONAL_TEXT = ("account_id", "provider", "product")
+# No text may hold a NUL character: PostgreSQL's text type cannot store one, and the
+# billing history would stop at that record (sinks/history/postgres.py).
+NUL = "\x00"
 
 
 def event_from_avro(record: Mapping[str, Any]) -> UsageEvent:
@@ -40,6 +44,11 @@ def event_from_avro(record: Mapping[str, Any]) -> UsageEvent:
         if not str(record.get(name) or "").strip():
             raise EventRejected(ReasonCode.INVALID_EVENT,
                                 f"event {event_id or '<no id>'}: field {name!r} is empty",
+                                {"field": name})
+    for name in (*REQUIRED_TEXT, *OPTIONAL_TEXT):
+        if NUL in str(record.get(name) or ""):
+            raise EventRejected(ReasonCode.INVALID_EVENT,
+                                f"event {event_id!r}: field {name!r} contains a NUL character",
                                 {"field": name})
     event_time = record["event_time"]
     if not isinstance(event_time, datetime):
@@ -52,6 +61,10 @@ def event_from_avro(record: Mapping[str, Any]) -> UsageEvent:
             raise EventRejected(ReasonCode.INVALID_EVENT,
                                 f"event {event_id}: attribute {name!r} appears twice",
                                 {"attribute": name})
+        if NUL in name or (text is not None and NUL in text):
+            raise EventRejected(ReasonCode.INVALID_EVENT,
+                                f"event {event_id!r}: attribute {name!r} contains a NUL "
+                                "character", {"attribute": name})
         if (number is None) == (text is None):
             raise EventRejected(ReasonCode.INVALID_EVENT,
                                 f"event {event_id}: attribute {name!r} must have exactly one of "

@@ -114,13 +114,16 @@ class UsagePublisher:
     def flush(self, timeout_s: float = 30.0) -> int:
         """Wait for every queued event; the number delivered so far, or PublishError."""
         remaining = self._producer.flush(timeout_s)
+        failures, self._failures = self._failures, []
+        problems = []
+        if failures:
+            problems.append(f"{len(failures)} events not delivered to Kafka at {self._broker}: "
+                            f"{failures[:5]}")
         if remaining:
-            raise PublishError(f"{remaining} events not confirmed within {timeout_s} s: is "
-                               f"Kafka at {self._broker} reachable?")
-        if self._failures:
-            failures, self._failures = self._failures, []
-            raise PublishError(f"{len(failures)} events not delivered to Kafka at "
-                               f"{self._broker}: {failures[:5]}")
+            problems.append(f"{remaining} events not confirmed within {timeout_s} s: is "
+                            f"Kafka at {self._broker} reachable?")
+        if problems:
+            raise PublishError("; ".join(problems))
         return self.delivered
 
     def _produce(self, key: bytes | None, value: bytes, event_id: str) -> None:
@@ -140,5 +143,12 @@ class UsagePublisher:
                  tb: TracebackType | None) -> None:
         if exc_type is None:
             self.flush()
-        else:
-            self._producer.flush(5)
+            return
+        # Leaving on an error (say, one invalid event): what was queued before it is still
+        # waited for, and what became of it is said next to that error, or the caller would
+        # learn only of the invalid event and never of events lost with it.
+        try:
+            self.flush()
+        except PublishError as undelivered:
+            if exc is not None:
+                exc.add_note(f"and, of the events published before it: {undelivered}")

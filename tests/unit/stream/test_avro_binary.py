@@ -171,6 +171,13 @@ def test_usual_events_take_the_hand_written_path(event: UsageEvent) -> None:
      r"'vcpu' is out of range: '1E\+70' \(at most 18 digits before the decimal point\)"),
     ({"attributes": [{"name": "gb", "number": "1000000000000000000", "text": None}]},
      "out of range"),
+    # A NUL cannot be stored by PostgreSQL's text type: the billing history would stop.
+    ({"requester": "alice\x00"}, "field 'requester' contains a NUL character"),
+    ({"account_id": "proj\x00x"}, "field 'account_id' contains a NUL character"),
+    ({"attributes": [{"name": "os", "number": None, "text": "lin\x00ux"}]},
+     "attribute 'os' contains a NUL character"),
+    ({"attributes": [{"name": "o\x00s", "number": None, "text": "linux"}]},
+     "contains a NUL character"),
 ])
 def test_invalid_events_get_the_reference_rejection_through_read_event(
         record_change: dict[str, Any], reason: str) -> None:
