@@ -145,9 +145,10 @@ def _string(data: bytes, pos: int) -> tuple[str, int]:
     end = pos + size
     if size < 0 or end > len(data):
         raise Unusual("bad string length")
-    if data.find(0, pos, end) >= 0:
+    text = data[pos:end].decode()
+    if "\x00" in text:
         raise Unusual("NUL in a string")  # event_from_avro names it
-    return data[pos:end].decode(), end
+    return text, end
 
 
 def _optional_string(data: bytes, pos: int) -> tuple[str | None, int]:
