@@ -61,8 +61,14 @@ class SubscriptionState:
         return self._paid.get((fiscal_year, campus, record_number))
 
     def newest_billed_year(self) -> int | None:
-        """The newest fiscal year a billing run has billed (None before the first run)."""
-        return self._newest_billed
+        """The newest fiscal year a billing run has billed (None before the first run).
+
+        State written before ``billed|newest`` existed has none: the newest year with a
+        paid mark stands in for it (its runs dropped the marks of the years before the
+        one before it, so those years must be closed too)."""
+        if self._newest_billed is not None:
+            return self._newest_billed
+        return max((year for year, _, _ in self._paid), default=None)
 
     # -- writes -----------------------------------------------------------------------
 
@@ -75,8 +81,10 @@ class SubscriptionState:
         self._dirty.add(_paid_key(mark.fiscal_year, mark.campus, mark.record_number))
 
     def note_billed(self, fiscal_year: int) -> None:
-        if self._newest_billed is None or fiscal_year > self._newest_billed:
-            self._newest_billed = fiscal_year
+        known = self.newest_billed_year()
+        newest = fiscal_year if known is None else max(known, fiscal_year)
+        if newest != self._newest_billed:
+            self._newest_billed = newest
             self._dirty.add(NEWEST_BILLED)
 
     def forget_before(self, fiscal_year: int, first_day: date) -> None:

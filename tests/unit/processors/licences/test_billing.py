@@ -266,3 +266,20 @@ def test_the_newest_billed_year_is_restored_from_the_changelog() -> None:
     assert restored.newest_billed_year() == 2029
     with pytest.raises(EventRejected):
         bill(BY_MONTH, restored, "annual", 2027)
+
+
+def test_state_written_before_the_newest_year_was_kept_closes_the_same_years() -> None:
+    # Found by review: a partition billed for FY2029 by the version before had dropped
+    # its FY2027 marks but has no billed|newest; its newest paid mark stands in.
+    state = SubscriptionState()
+    apply_all(BY_MONTH, state, provision("JUL-1", "dave", date(2026, 7, 6)))
+    bill(BY_MONTH, state, "annual", 2027)
+    bill(BY_MONTH, state, "annual", 2029)
+    older = SubscriptionState()
+    for key in sorted(state.all_keys() - {"billed|newest"}):  # as the old version wrote it
+        older.load(key, state.dump(key))
+    assert older.newest_billed_year() == 2029
+    with pytest.raises(EventRejected, match="fiscal year 2027 is closed"):
+        bill(BY_MONTH, older, "true-up-january", 2027)
+    assert amounts(bill(BY_MONTH, older, "annual", 2028)) == {"JUL-1": "1200.00"}
+    assert older.newest_billed_year() == 2029  # billing 2028 does not lower it
