@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 from processors.errors import EventRejected, ReasonCode
-from processors.money import MAX_INTEGER_DIGITS, too_large
+from processors.money import MAX_FRACTION_DIGITS, MAX_INTEGER_DIGITS, too_fine, too_large
 
 AttributeValue = Decimal | str
 
@@ -132,6 +132,13 @@ def parse_number(raw: str, *, event_id: str, attribute: str) -> Decimal:
             ReasonCode.INVALID_EVENT,
             f"event {event_id}: attribute {attribute!r} is out of range: {raw!r} (at most "
             f"{MAX_INTEGER_DIGITS} digits before the decimal point)",
+            {"attribute": attribute},
+        )
+    if too_fine(value):
+        raise EventRejected(
+            ReasonCode.INVALID_EVENT,
+            f"event {event_id}: attribute {attribute!r} is out of range: {raw!r} (at most "
+            f"{MAX_FRACTION_DIGITS} digits after the decimal point)",
             {"attribute": attribute},
         )
     if value.is_zero() and value.is_signed():

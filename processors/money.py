@@ -23,6 +23,11 @@ _ROUNDING = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation])
 # decimal point (below 10**18): beyond any real quantity, rate or quota, and far inside
 # what _EXACT holds exactly.
 MAX_INTEGER_DIGITS: Final = 18
+# And at most this many digits after it (trailing zeros aside). With both bounds, a rate
+# times a quantity has at most 72 digits, of which any realistic pair uses far fewer, and
+# a sum of millions of quantities or rounded amounts (tiers, quotas, the aggregates, the
+# billing history, the reports) stays within 60: exact, never Inexact downstream.
+MAX_FRACTION_DIGITS: Final = 18
 
 ZERO = Decimal(0)
 
@@ -30,6 +35,24 @@ ZERO = Decimal(0)
 def too_large(value: Decimal) -> bool:
     """True when ``value`` has more than MAX_INTEGER_DIGITS digits before the point."""
     return value.adjusted() >= MAX_INTEGER_DIGITS and not value.is_zero()
+
+
+def too_fine(value: Decimal) -> bool:
+    """True when ``value`` has more than MAX_FRACTION_DIGITS digits after the point, not
+    counting trailing zeros (``1.50`` has one)."""
+    _, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int) or exponent >= -MAX_FRACTION_DIGITS:
+        return False  # not finite (the callers refuse it first), or few enough
+    return exponent + _trailing_zeros(digits) < -MAX_FRACTION_DIGITS
+
+
+def _trailing_zeros(digits: tuple[int, ...]) -> int:
+    count = 0
+    for digit in reversed(digits):
+        if digit != 0:
+            break
+        count += 1
+    return count
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ from functools import cache
 from typing import Any
 
 from processors.events import AttributeValue, Origin, RatedUsage, UsageEvent
-from processors.money import MAX_INTEGER_DIGITS
+from processors.money import MAX_FRACTION_DIGITS, MAX_INTEGER_DIGITS
 from stream.serde import parsed_schema
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -190,9 +190,8 @@ def _attributes(data: bytes, pos: int) -> tuple[dict[str, AttributeValue], int]:
             if size & 0x81 or data[pos] != 0:
                 raise Unusual("unusual number")
             value = Decimal(data[end + 2:pos].decode())
-            if not value.is_finite() or value.adjusted() >= MAX_INTEGER_DIGITS or (
-                    value.is_signed() and value.is_zero()):
-                raise Unusual("not finite, too large or -0")  # parse_number words it
+            if not value.is_finite() or unusual_number(value, size >> 1):
+                raise Unusual("not finite, out of range or -0")  # parse_number words it
             attributes[name] = value
             pos += 1
         elif data[end] == 0 and data[end + 1] == 2:  # number null, text set
@@ -207,6 +206,19 @@ def _attributes(data: bytes, pos: int) -> tuple[dict[str, AttributeValue], int]:
     if data[pos] != 0:
         raise Unusual("more than one block")
     return attributes, pos + 1
+
+
+def unusual_number(value: Decimal, length: int) -> bool:
+    """True for a finite number ``parse_number`` refuses or changes (-0), and for some it
+    takes: more than 18 digits before the point, -0, or possibly more than 18 after it.
+    A text of 19 characters or fewer has at most 18 digits after the point unless it
+    has an exponent, which makes a value below 1 or a long text; only those pay for
+    ``as_tuple``."""
+    adjusted = value.adjusted()
+    if adjusted >= MAX_INTEGER_DIGITS or (value.is_signed() and value.is_zero()):
+        return True
+    exponent = value.as_tuple().exponent if adjusted < 0 or length > 19 else 0
+    return isinstance(exponent, int) and exponent < -MAX_FRACTION_DIGITS
 
 
 def read_usage_event(data: bytes, start: int) -> UsageEvent | None:

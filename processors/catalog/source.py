@@ -18,7 +18,7 @@ from types import MappingProxyType
 import yaml
 
 from processors.catalog.errors import CatalogError, SourceRef
-from processors.money import MAX_INTEGER_DIGITS, too_large
+from processors.money import MAX_FRACTION_DIGITS, MAX_INTEGER_DIGITS, too_fine, too_large
 
 _BOOL_TAG = "tag:yaml.org,2002:bool"
 _NULL_TAG = "tag:yaml.org,2002:null"
@@ -86,9 +86,9 @@ class Value:
             raise self.fail(f"expected a decimal number, got {node.value!r}") from None
         if not value.is_finite():
             raise self.fail(f"expected a finite decimal number, got {node.value!r}")
-        if too_large(value):
+        if too_large(value) or too_fine(value):
             raise self.fail(f"{node.value!r} is out of range: at most {MAX_INTEGER_DIGITS} "
-                            "digits before the decimal point")
+                            f"digits before the decimal point and {MAX_FRACTION_DIGITS} after")
         return value
 
     def boolean(self) -> bool:

@@ -171,6 +171,11 @@ def test_usual_events_take_the_hand_written_path(event: UsageEvent) -> None:
      r"'vcpu' is out of range: '1E\+70' \(at most 18 digits before the decimal point\)"),
     ({"attributes": [{"name": "gb", "number": "1000000000000000000", "text": None}]},
      "out of range"),
+    ({"attributes": [{"name": "gb", "number": "1E-46", "text": None}]},
+     r"'gb' is out of range: '1E-46' \(at most 18 digits after the decimal point\)"),
+    ({"attributes": [{"name": "gb", "number": "1234E-20", "text": None}]}, "out of range"),
+    ({"attributes": [{"name": "gb", "number": "0.0000000000000000001", "text": None}]},
+     "out of range"),
     # A NUL cannot be stored by PostgreSQL's text type: the billing history would stop.
     ({"requester": "alice\x00"}, "field 'requester' contains a NUL character"),
     ({"account_id": "proj\x00x"}, "field 'account_id' contains a NUL character"),
@@ -201,9 +206,19 @@ def test_a_negative_zero_is_read_as_zero(text: str) -> None:
     assert not size.is_signed()  # no "-0.00" on a rated record
 
 
-def test_the_largest_number_accepted_takes_the_hand_written_path() -> None:
-    largest = _usual_event(attributes={"gb": Decimal("999999999999999999.5")})
-    assert _agrees(_encode(event_to_avro(largest))) == largest
+@pytest.mark.parametrize("number", ["999999999999999999.5", "0.000000000000000001",
+                                    "-.00000000000000001", "1E-18", "0.5"])
+def test_numbers_at_the_bounds_take_the_hand_written_path(number: str) -> None:
+    edge = _usual_event(attributes={"gb": Decimal(number)})
+    assert _agrees(_encode(event_to_avro(edge))) == edge
+
+
+def test_trailing_zeros_past_eighteen_decimals_are_read_as_the_reference_reads_them() -> None:
+    decoder = AvroDecoder(None, "usage_event.avsc")  # type: ignore[arg-type]
+    decoder.remember(7, "usage_event.avsc")
+    record = {**event_to_avro(_usual_event()),
+              "attributes": [{"name": "gb", "number": "1.5000000000000000000000", "text": None}]}
+    assert read_event(decoder, HEADER + _encode(record)).attributes["gb"] == Decimal("1.5")
 
 
 def test_undecodable_bytes_are_rejected_as_before() -> None:

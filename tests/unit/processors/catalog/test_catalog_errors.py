@@ -145,7 +145,13 @@ CASES: list[tuple[str, str, tuple[str, str] | None, str]] = [
         "rate out of range",
         _table(DISK_UNIT + "    rows:\n      - {rate_code: X, unit: u, rate: 1E+18}  # <-\n"),
         None,
-        "'1E+18' is out of range: at most 18 digits before the decimal point",
+        "'1E+18' is out of range: at most 18 digits before the decimal point and 18 after",
+    ),
+    (
+        "rate too fine",
+        _table(DISK_UNIT + "    rows:\n      - {rate_code: X, unit: u, rate: 1E-19}  # <-\n"),
+        None,
+        "'1E-19' is out of range: at most 18 digits before the decimal point and 18 after",
     ),
     (
         "duplicate rate code",
