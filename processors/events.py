@@ -114,36 +114,32 @@ _TWO_DIGITS = [f"{n:02d}" for n in range(100)]
 def parse_number(raw: str, *, event_id: str, attribute: str) -> Decimal:
     """A finite Decimal from a wire string, or a rejection naming the attribute."""
     try:
-        value = Decimal(raw)
+        value: Decimal | None = Decimal(raw)
     except InvalidOperation:
-        raise EventRejected(
-            ReasonCode.INVALID_EVENT,
-            f"event {event_id}: attribute {attribute!r} is not a decimal number: {raw!r}",
-            {"attribute": attribute},
-        ) from None
-    if not value.is_finite():
-        raise EventRejected(
-            ReasonCode.INVALID_EVENT,
-            f"event {event_id}: attribute {attribute!r} is not finite: {raw!r}",
-            {"attribute": attribute},
-        )
-    if too_large(value):
-        raise EventRejected(
-            ReasonCode.INVALID_EVENT,
-            f"event {event_id}: attribute {attribute!r} is out of range: {raw!r} (at most "
-            f"{MAX_INTEGER_DIGITS} digits before the decimal point)",
-            {"attribute": attribute},
-        )
-    if too_fine(value):
-        raise EventRejected(
-            ReasonCode.INVALID_EVENT,
-            f"event {event_id}: attribute {attribute!r} is out of range: {raw!r} (at most "
-            f"{MAX_FRACTION_DIGITS} digits after the decimal point)",
-            {"attribute": attribute},
-        )
+        value = None
+    problem = _number_problem(value, raw)
+    if problem is not None or value is None:
+        raise EventRejected(ReasonCode.INVALID_EVENT,
+                            f"event {event_id}: attribute {attribute!r} {problem}",
+                            {"attribute": attribute})
     if value.is_zero() and value.is_signed():
         return value.copy_abs()  # "-0" is 0: no minus sign on a record
     return value
+
+
+def _number_problem(value: Decimal | None, raw: str) -> str | None:
+    """What is wrong with a number attribute, as the end of a sentence; None if nothing."""
+    if value is None:
+        return f"is not a decimal number: {raw!r}"
+    if not value.is_finite():
+        return f"is not finite: {raw!r}"
+    if too_large(value):
+        return (f"is out of range: {raw!r} (at most {MAX_INTEGER_DIGITS} digits before the "
+                "decimal point)")
+    if too_fine(value):
+        return (f"is out of range: {raw!r} (at most {MAX_FRACTION_DIGITS} digits after the "
+                "decimal point)")
+    return None
 
 
 @dataclass(slots=True, init=False)  # one per event: not frozen, own __init__, see above
