@@ -134,11 +134,12 @@ class ChangelogStore(Generic[S]):
                                for partition in partitions])
         pending, restored = set(partitions), 0
         undecided: dict[int, int] = {}  # partition -> where its read_committed end is
+        waiting_since = 0.0  # when the first of them stopped short of its log end
         try:
             while pending:
                 message = self._consumer.poll(0.05 if undecided else 1.0)
                 if message is None:
-                    self._check_waiting(undecided, ends, started)
+                    self._check_waiting(undecided, ends, waiting_since)
                     continue  # the partition EOF event always comes, even when empty
                 error = message.error()
                 partition = message.partition()
@@ -150,6 +151,8 @@ class ChangelogStore(Generic[S]):
                             pending.discard(partition)
                             undecided.pop(partition, None)
                         else:
+                            if not undecided:
+                                waiting_since = time.perf_counter()
                             undecided[partition] = -1 if at is None else at
                         continue
                     raise KafkaErrorDuringRestore(partitions, str(error))
@@ -167,9 +170,11 @@ class ChangelogStore(Generic[S]):
         return states
 
     def _check_waiting(self, undecided: dict[int, int], ends: dict[int, int],
-                       started: float) -> None:
-        """Give up when a transaction below the log end stays undecided too long."""
-        if undecided and time.perf_counter() - started > self._undecided_timeout_s:
+                       waiting_since: float) -> None:
+        """Give up when a transaction below the log end stays undecided too long (counted
+        from when a partition stopped short of it: reading a large changelog may take
+        longer than the timeout, and is not waiting)."""
+        if undecided and time.perf_counter() - waiting_since > self._undecided_timeout_s:
             raise KafkaErrorDuringRestore(
                 sorted(undecided),
                 "a transaction on the changelog is still undecided after "

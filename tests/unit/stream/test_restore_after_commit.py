@@ -18,6 +18,7 @@ commit_transaction returns. The restore reads to the log end taken when it start
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -310,3 +311,31 @@ def test_a_restore_waits_a_minute_longer_than_the_transaction_timeout() -> None:
     # of clean-up): a restore that gave up earlier would fail on every restart meanwhile.
     assert undecided_timeout_s(60_000) == 120.0
     assert undecided_timeout_s(900_000) == 960.0
+
+
+class SlowRestoreConsumer(RestoreConsumer):
+    """Each record takes a while to read: a large changelog."""
+
+    def poll(self, timeout: float) -> Any:
+        message = super().poll(timeout)
+        if message is not None and message.error() is None:
+            time.sleep(0.05)
+        return message
+
+
+def test_the_wait_for_a_decision_is_timed_from_when_it_starts_not_from_the_restore() -> None:
+    broker = Broker(markers_at_once=True)
+    producer = Producer(broker)
+    for value in range(6):  # committed: 0.3 s to read
+        producer.begin_transaction()
+        producer.produce(CHANGELOG, key=f"k{value}".encode(), value=b"1")
+        producer.commit_transaction()
+    broker.markers_at_once = False
+    producer.begin_transaction()
+    producer.produce(CHANGELOG, key=b"a", value=b"7")
+    producer.commit_transaction()  # its marker comes while the restore waits at the end
+    store = ChangelogStore(SlowRestoreConsumer(broker), CHANGELOG,  # type: ignore[arg-type]
+                           Counts, log_ends(broker), undecided_timeout_s=0.2)
+    store.restore([0])
+    assert store.state(0).counts["a"] == 7
+    assert len(store.state(0).counts) == 7
