@@ -93,10 +93,14 @@ class UsagePublisher:
         registry_url = connections.schema_registry_url
         try:
             publisher = cls(producer, registry_client(connections), topic)
-        except SchemaRegistryError as exc:
-            raise PublishError(f"the schema registry at {registry_url} refused the event "
-                               f"schema for {topic}: {exc}") from None
-        except Exception as exc:  # connection refused, DNS, timeouts (httpx transport errors)
+        except Exception as exc:
+            # Shut the producer down before saying why: its librdkafka threads would
+            # otherwise go on logging connection failures after (below) the message.
+            producer.close()
+            if isinstance(exc, SchemaRegistryError):
+                raise PublishError(f"the schema registry at {registry_url} refused the event "
+                                   f"schema for {topic}: {exc}") from None
+            # connection refused, DNS, timeouts (httpx transport errors)
             raise PublishError(f"the schema registry at {registry_url} is unreachable "
                                f"({type(exc).__name__}: {exc})") from None
         publisher._broker = connections.kafka_bootstrap
