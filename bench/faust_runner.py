@@ -36,11 +36,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from confluent_kafka.cimpl import NewTopic
+
 from bench.inprocess import rater_outputs
 from bench.lanes import Lane
 from bench.outputs import TopicCounter, read_outputs
 from bench.results import Result
 from bench.workload import Expected
+from stream.clients import admin_client
 from stream.lag import caught_up, committed_since
 from stream.settings import REPO_ROOT
 
@@ -89,6 +92,7 @@ def _attempt(lane: Lane, expected: Expected, config: BenchConfig, run_id: str,
     label = "faust" if guarantee == config.faust_guarantee else f"faust ({guarantee} fallback)"
     app_id = f"rating-bench-{run_id}-{lane.name}"  # faust's consumer group id, too
     topics = lane.settings.topics
+    _create_table_changelog(lane, app_id)
     routed = TopicCounter(lane.connections, [topics.by_account.name])
     with log_path.open("wb") as log_file:
         worker = subprocess.Popen(
@@ -120,6 +124,23 @@ def _attempt(lane: Lane, expected: Expected, config: BenchConfig, run_id: str,
                   expected_outputs={"by_account": expected.routed, **rater_outputs(expected)},
                   rated_twice=twice, guarantee=guarantee, note=note,
                   extra={"worker_log": str(log_path)})
+
+
+def _create_table_changelog(lane: Lane, app_id: str) -> None:
+    """The faust table's changelog topic, made before the worker starts, as the lanes'
+    own topics are. Left to faust, a loaded broker could answer its metadata request
+    before the new topic had partitions: the agent then crashed on PartitionsMismatch
+    ("... the changelog topic has 0 partitions") every 5 s until the cap (seen in CI)."""
+    name = f"{app_id}-rating-state-changelog"  # faust: <app id>-<table name>-changelog
+    partitions = lane.settings.topics.by_account.partitions
+    admin = admin_client(lane.connections)
+    admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1,
+                                  config={"cleanup.policy": "compact"})])[name].result(30)
+    deadline = time.monotonic() + 30
+    while len(admin.list_topics(name, timeout=10).topics[name].partitions) < partitions:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name}: the broker does not show its {partitions} partitions")
+        time.sleep(0.1)
 
 
 def _watch(worker: subprocess.Popen[bytes], lane: Lane, app_id: str, routed: TopicCounter,
