@@ -33,6 +33,7 @@ from typing import Any
 import yaml
 
 from processors.errors import RatingError
+from stream.strict_yaml import load_yaml
 
 TOKENS_FILE_ENV = "RATING_API_TOKENS_FILE"
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -91,7 +92,7 @@ class TokenRegistry:
     @classmethod
     def load(cls, path: Path) -> TokenRegistry:
         try:
-            raw = yaml.safe_load(path.read_text())
+            raw = load_yaml(path.read_text())
         except OSError as exc:
             raise TokenFileError(f"{path}: cannot read the API token file: {exc.strerror}; "
                                  f"give --tokens FILE or set {TOKENS_FILE_ENV}") from None

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from processors.errors import RatingError
+from stream.strict_yaml import load_yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -170,7 +171,7 @@ def load_settings(path: Path = DEFAULT_SETTINGS_FILE,
                   environ: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise SettingsError(f"{path}: cannot read settings: {exc}") from None
     if not isinstance(raw, dict):

@@ -23,6 +23,7 @@ from processors.events import UsageEvent
 from stream.progress import Progress
 from stream.publisher import UsagePublisher, new_event
 from stream.settings import Connections, Settings
+from stream.strict_yaml import load_yaml
 
 
 @dataclass
@@ -165,7 +166,7 @@ def _value(raw: Any) -> int | str | Decimal:
 
 def load_workload(path: Path) -> dict[str, Any]:
     try:
-        spec = yaml.safe_load(path.read_text())
+        spec = load_yaml(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise RatingError(f"{path}: cannot read the workload: {exc}") from None
     for key in ("requesters", "items"):

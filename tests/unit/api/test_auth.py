@@ -76,3 +76,12 @@ def test_file_level_errors(tmp_path: Path) -> None:
              f"  - {{name: b, sha256: {digest}, role: finance}}\n")
     with pytest.raises(TokenFileError, match="same token hash as 'a'"):
         TokenRegistry.load(write(tmp_path, twice))
+
+
+def test_a_field_given_twice_in_an_entry_is_refused(tmp_path: Path) -> None:
+    # Last one wins with yaml.safe_load: this entry would have been bound to acct-b.
+    path = write(tmp_path, f"tokens:\n  - name: portal\n    sha256: {'c' * 64}\n"
+                           "    role: account\n    account: acct-a\n    account: acct-b\n")
+    with pytest.raises(TokenFileError, match="line 6, column 5: the key 'account' is given "
+                                             "twice in one mapping"):
+        TokenRegistry.load(path)

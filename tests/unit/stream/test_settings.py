@@ -157,3 +157,13 @@ def test_a_bad_batch_size_override_names_the_variable_and_the_key(override: str)
     with pytest.raises(SettingsError, match=r"processor.batch_size: RATING_BATCH_SIZE must be "
                                             rf"an integer in 1..1000000, got '{override}'"):
         load_settings(environ={"RATING_BATCH_SIZE": override})
+
+
+def test_a_section_given_twice_is_refused_not_merged_away(tmp_path: Path) -> None:
+    # yaml.safe_load kept the second `processor:` and dropped the first without a word.
+    text = DEFAULT_SETTINGS_FILE.read_text() + "\nprocessor:\n  batch_size: 10\n"
+    path = tmp_path / "settings.yaml"
+    path.write_text(text)
+    with pytest.raises(SettingsError, match=r"settings.yaml: cannot read settings: line \d+, "
+                                            r"column 1: the key 'processor' is given twice"):
+        load_settings(path, environ={})

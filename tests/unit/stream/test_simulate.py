@@ -7,6 +7,9 @@ import random
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
+from processors.errors import RatingError
 from stream.simulate import Workload, load_workload
 
 WORKLOAD = Path(__file__).resolve().parents[3] / "config" / "workload.yaml"
@@ -49,3 +52,11 @@ def test_items_are_operated_on_only_between_their_create_and_their_delete() -> N
             deleted.add(item_id)
     assert deleted  # the workload does delete
     assert operated > len(deleted)  # and operates on items between create and delete
+
+
+def test_a_workload_key_given_twice_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "workload.yaml"
+    path.write_text(WORKLOAD.read_text() + "\nitems: {}\n")
+    with pytest.raises(RatingError, match=r"workload.yaml: cannot read the workload: .*the key "
+                                          r"'items' is given twice"):
+        load_workload(path)
