@@ -4,6 +4,14 @@ Contenders never overlap (the target machine has two cores): each is set up,
 fed the same pre-published input, timed, checked and only then the next one
 starts. Everything outside a contender's processing (topic creation,
 publishing, the catalog, group join, state restore) is left out of its time.
+
+With ``warm_up``, an untimed pass-through lane runs first: the broker's JVM is cold
+after a start, and whichever contender came first paid for it (pass-through, the
+baseline of the targets, ran at a quarter of its warm rate in one such run). With
+``rounds`` above 1, the contenders run again in the same order each round, on fresh
+lanes, so every contender is measured several times, interleaved with the others
+(bench.summary takes medians). faust runs once, in the last round: it takes minutes
+per run and its margin is wide.
 """
 
 from __future__ import annotations
@@ -50,6 +58,8 @@ class BenchConfig:
     keep_topics: bool = False
     profile_path: Path | None = None  # set: one more, profiled (untimed) rating run
     processes: int = 0  # the parallel contender's processes; 0: one per core
+    rounds: int = 1  # every contender but faust runs once per round, interleaved
+    warm_up: bool = False  # an untimed pass-through lane before the first contender
 
 
 @dataclass
@@ -62,11 +72,6 @@ class Report:
     results: list[Result] = field(default_factory=list)
     profile: dict[str, Any] | None = None
     seconds: float = 0.0  # the whole run, set-up included
-
-    def result(self, contender: str) -> Result | None:
-        """The first row named ``contender...`` that processed something (a fallback's)."""
-        rows = [r for r in self.results if r.contender.startswith(contender)]
-        return next((r for r in rows if r.processed), rows[0] if rows else None)
 
 
 def run_benchmark(connections: Connections, config: BenchConfig,
@@ -88,12 +93,26 @@ def run_benchmark(connections: Connections, config: BenchConfig,
     say(f"expected: {expected}")
     report = Report(run_id=run_id, config=config, settings=base, expected=expected,
                     engine=engine)
+    if config.rounds < 1:
+        raise ValueError(f"rounds must be 1 or more, not {config.rounds}")
     try:
-        for index, contender in enumerate(config.contenders):
-            # A contender listed twice gets a second lane: never reuse topics or groups.
-            lane_name = contender if contender not in config.contenders[:index] else \
-                f"{contender}{index}"
-            report.results.extend(_run(contender, lane_name, connections, run_id, config,
+        if config.warm_up:
+            _warm_up(connections, run_id, config, catalog, base, records, expected, say)
+        for round_number in range(1, config.rounds + 1):
+            if config.rounds > 1:
+                say(f"round {round_number} of {config.rounds}")
+            for index, contender in enumerate(config.contenders):
+                if contender == "faust" and round_number < config.rounds:
+                    continue  # once, in the last round
+                # Every round, and a contender listed twice, gets its own lane: never
+                # reuse topics or groups.
+                lane_name = contender if contender not in config.contenders[:index] else \
+                    f"{contender}{index}"
+                if config.rounds > 1:
+                    lane_name = f"{lane_name}-r{round_number}"
+                report.results.extend(
+                    replace(result, round=round_number)
+                    for result in _run(contender, lane_name, connections, run_id, config,
                                        catalog, base, records, expected, say, codecs))
         if config.profile_path is not None:
             say(f"profiling the rating loop (untimed) into {config.profile_path}")
@@ -105,6 +124,16 @@ def run_benchmark(connections: Connections, config: BenchConfig,
             delete_run_topics(connections, run_id)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _warm_up(connections: Connections, run_id: str, config: BenchConfig, catalog: Catalog,
+             base: Settings, records: list[tuple[bytes, bytes]], expected: Expected,
+             say: Callable[[str], None]) -> None:
+    """Pass-through over the input once, untimed, to warm the broker (not reported)."""
+    lane = _fresh(connections, run_id, "warm-up", config, catalog, base, records)
+    result = inprocess.pass_through(lane, expected, config.limit_s)
+    say(f"warm-up (untimed, not reported): pass-through {result.processed} events in "
+        f"{result.seconds:.2f} s = {result.events_per_s:,.0f}/s")
 
 
 def _lane(connections: Connections, run_id: str, name: str, config: BenchConfig,

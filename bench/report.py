@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
 from bench.harness import Report
-from bench.results import Result
+from bench.summary import Summary, find, median_ratio, paired_ratio, summarise
 
 PASS_THROUGH = "pass-through"
 RATING = "rating"
@@ -37,21 +38,25 @@ def method(report: Report, versions: dict[str, str], machine: dict[str, Any]) ->
                  "its router agent -> its group caught up on both input topics",
         "not_timed": "topic creation, publishing, catalog load, group join, state restore",
         "order": "one contender at a time, each on fresh topics, single process each",
+        "rounds": report.config.rounds,
+        "warm_up": "an untimed pass-through lane first" if report.config.warm_up else "none",
         "faust_cap_s": report.config.faust_cap_s,
     }
 
 
-def ratios(result: Result, report: Report) -> tuple[float | None, float | None]:
-    """(this / pass-through, rating / this): the second for faust rows only."""
-    base, rating = report.result(PASS_THROUGH), report.result(RATING)
-    rate = result.events_per_s
-    vs_base = rate / base.events_per_s if base and base.events_per_s and rate else None
-    is_faust = result.contender.startswith(FAUST)
-    rating_over = rating.events_per_s / rate if is_faust and rating and rate else None
+def ratios(summary: Summary, summaries: Sequence[Summary]
+           ) -> tuple[float | None, float | None]:
+    """(this / pass-through, paired by round; rating / this, of the medians: faust only)."""
+    base, rating = find(summaries, PASS_THROUGH), find(summaries, RATING)
+    vs_base = paired_ratio(summary, base) if base and summary.rates else None
+    is_faust = summary.contender.startswith(FAUST)
+    rating_over = median_ratio(rating, summary) if is_faust and rating else None
     return vs_base, rating_over
 
 
 def print_report(report: Report, info: dict[str, Any], out: TextIO) -> None:
+    summaries = summarise(report.results)
+    rounds = report.config.rounds
     out.write(f"\nExactly-once throughput, run {report.run_id}: {info['events']} events, "
               f"batch {info['batch_size']} (timeout {info['batch_timeout_s']} s), "
               f"{info['partitions']} partitions, {info['machine']['cores']} cores "
@@ -61,32 +66,38 @@ def print_report(report: Report, info: dict[str, Any], out: TextIO) -> None:
     versions = ", ".join(f"{k} {v}" for k, v in info["machine"].items()
                          if k not in ("cores", "load_1m"))
     out.write(f"Versions: {versions}\n\n")
-    header = (f"{'contender':<32} {'events':>8} {'seconds':>8} {'events/s':>10} "
-              f"{'vs pass-thr':>11} {'rating/faust':>12}  check\n")
+    if rounds > 1:
+        out.write(f"{rounds} rounds: events/s is the median over the rounds a contender ran "
+                  "in (range: slowest to fastest); vs pass-thr is the median of each round's "
+                  "ratio to that round's pass-through.\n")
+    header = (f"{'contender':<32} {'events':>8} {'rounds':>6} {'events/s':>10} "
+              f"{'range':>17} {'vs pass-thr':>11} {'rating/faust':>12}  check\n")
     out.write(header + "-" * (len(header) + 8) + "\n")
-    for result in report.results:
-        vs_base, rating_over = ratios(result, report)
-        check = "ok" if result.verified else (
-            "capped" if result.processed and not result.complete else "FAILED")
-        out.write(f"{result.contender:<32} {result.processed:>8} {result.seconds:>8.2f} "
-                  f"{result.events_per_s:>10,.0f} {_ratio(vs_base):>11} "
-                  f"{_ratio(rating_over):>12}  {check}\n")
+    for summary in summaries:
+        vs_base, rating_over = ratios(summary, summaries)
+        rates = summary.rates
+        spread = f"{min(rates):,.0f}-{max(rates):,.0f}" if len(rates) > 1 else "-"
+        out.write(f"{summary.contender:<32} {summary.rows[0].events:>8} {len(summary.rows):>6} "
+                  f"{summary.median_rate:>10,.0f} {spread:>17} {_ratio(vs_base):>11} "
+                  f"{_ratio(rating_over):>12}  {_check(summary)}\n")
     engine = report.engine
-    out.write(f"{'(engine only, no Kafka: reference)':<32} {engine.events:>8} "
-              f"{engine.seconds:>8.2f} {engine.events / max(engine.seconds, 1e-9):>10,.0f}\n\n")
+    out.write(f"{'(engine only, no Kafka: reference)':<32} {engine.events:>8} {1:>6} "
+              f"{engine.events / max(engine.seconds, 1e-9):>10,.0f}\n\n")
     out.write("Outputs (committed records; expected from the dry run, where quota outcomes "
               "follow the input order, not the pipeline's per-account interleaving):\n")
     for result in report.results:
         if result.outputs:
-            out.write(f"  {result.contender}: " + ", ".join(
+            label = f"{result.contender}, round {result.round}" if rounds > 1 \
+                else result.contender
+            out.write(f"  {label}: " + ", ".join(
                 f"{role} {count}" + ("" if result.expected_outputs.get(role) == count
                                      else f" (expected {result.expected_outputs.get(role)})")
                 for role, count in result.outputs.items()) + "\n")
-    cpu = [(r.contender, r.extra["cpu_us_per_event"]) for r in report.results
-           if r.extra.get("cpu_us_per_event")]
+    cpu = [(s.contender, s.median_cpu_us) for s in summaries if s.median_cpu_us]
     if cpu:
         out.write("CPU of the bench process per input event, first commit to last (all its "
-                  "threads, not the broker's; less moved than the rate by other load):\n")
+                  "threads, not the broker's; less moved than the rate by other load"
+                  + ("; median over the rounds" if rounds > 1 else "") + "):\n")
         for contender, micros in cpu:
             out.write(f"  {contender}: {micros:,.1f} µs\n")
     out.write("\n")
@@ -95,45 +106,55 @@ def print_report(report: Report, info: dict[str, Any], out: TextIO) -> None:
             out.write(f"note, {result.contender}: {result.note.splitlines()[0]}\n")
         if result.mismatches and result.processed:
             out.write(f"check, {result.contender}: {'; '.join(result.mismatches)}\n")
-    for line in target_lines(report):
+    for line in target_lines(summaries):
         out.write(line + "\n")
     out.flush()
 
 
-def target_lines(report: Report) -> list[str]:
-    rating, base = report.result(RATING), report.result(PASS_THROUGH)
-    faust = report.result(FAUST)
+def _check(summary: Summary) -> str:
+    if summary.verified:
+        return "ok"
+    return "capped" if any(row.processed and not row.complete for row in summary.rows) \
+        else "FAILED"
+
+
+def target_lines(summaries: Sequence[Summary]) -> list[str]:
+    rating, base = find(summaries, RATING), find(summaries, PASS_THROUGH)
+    faust = find(summaries, FAUST)
     lines = []
-    if rating and base and base.events_per_s:
-        share = rating.events_per_s / base.events_per_s
+    share = paired_ratio(rating, base) if rating and base else None
+    if share is not None:
         lines.append(f"target rating >= {TARGET_VS_PASS_THROUGH:.0%} of pass-through: "
                      f"{share:.0%} -> {'MET' if share >= TARGET_VS_PASS_THROUGH else 'NOT MET'}")
-    if rating and faust and faust.events_per_s:
-        times = rating.events_per_s / faust.events_per_s
+    times = median_ratio(rating, faust) if rating and faust else None
+    if times is not None and faust is not None:
         lines.append(f"target rating >= {TARGET_VS_FAUST:.0f}x {faust.contender}: {times:.1f}x "
                      f"-> {'MET' if times >= TARGET_VS_FAUST else 'NOT MET'}")
-    return lines + yardstick_lines(report)
+    return lines + yardstick_lines(summaries)
 
 
-def yardstick_lines(report: Report) -> list[str]:
+def yardstick_lines(summaries: Sequence[Summary]) -> list[str]:
     """Extra information next to the targets: the fairer baselines, and one process per core."""
-    rating, base = report.result(RATING), report.result(PASS_THROUGH)
+    rating, base = find(summaries, RATING), find(summaries, PASS_THROUGH)
     lines = []
     for name, what in ((TWO_HOP, "the Kafka work of rating without the rating"),
                        (AVRO, "Avro decode and encode per event, nothing else")):
-        row = report.result(name)
-        if not (row and row.events_per_s):
+        row = find(summaries, name)
+        if not (row and row.rates):
             continue
-        parts = [f"{name} ({what}): {row.events_per_s:,.0f}/s"]
-        if base and base.events_per_s:
-            parts.append(f"{row.events_per_s / base.events_per_s:.0%} of pass-through")
-        if rating and rating.events_per_s:
-            parts.append(f"rating is {rating.events_per_s / row.events_per_s:.0%} of it")
+        parts = [f"{name} ({what}): {row.median_rate:,.0f}/s"]
+        over_base = paired_ratio(row, base) if base else None
+        if over_base is not None:
+            parts.append(f"{over_base:.0%} of pass-through")
+        rating_over = paired_ratio(rating, row) if rating else None
+        if rating_over is not None:
+            parts.append(f"rating is {rating_over:.0%} of it")
         lines.append("for reference, " + "; ".join(parts))
-    per_core = report.result(PER_CORE)
-    if per_core and per_core.events_per_s and rating and rating.events_per_s:
-        lines.append(f"for reference, {per_core.contender}: {per_core.events_per_s:,.0f}/s, "
-                     f"{per_core.events_per_s / rating.events_per_s:.1f}x one process")
+    per_core = find(summaries, PER_CORE)
+    over_one = paired_ratio(per_core, rating) if per_core and rating else None
+    if per_core is not None and over_one is not None:
+        lines.append(f"for reference, {per_core.contender}: {per_core.median_rate:,.0f}/s, "
+                     f"{over_one:.1f}x one process")
     return lines
 
 
@@ -143,16 +164,22 @@ def _ratio(value: float | None) -> str:
 
 def write_json(report: Report, info: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    summaries = summarise(report.results)
     document = {
         "run_id": report.run_id,
         "method": info,
         "expected": {**asdict(report.expected), "dead_letters": report.expected.dead_letters},
         "engine_only": {"events": report.engine.events, "seconds": report.engine.seconds},
-        "results": [{**result.as_json(),
-                     "vs_pass_through": ratios(result, report)[0],
-                     "rating_over_faust": ratios(result, report)[1]}
-                    for result in report.results],
-        "targets": target_lines(report),
+        "results": [result.as_json() for result in report.results],
+        "summary": [{"contender": summary.contender, "rounds": len(summary.rows),
+                     "median_events_per_s": round(summary.median_rate, 1),
+                     "events_per_s": [round(rate, 1) for rate in summary.rates],
+                     "median_cpu_us_per_event": summary.median_cpu_us,
+                     "verified": summary.verified,
+                     "vs_pass_through": ratios(summary, summaries)[0],
+                     "rating_over_faust": ratios(summary, summaries)[1]}
+                    for summary in summaries],
+        "targets": target_lines(summaries),
         "profile": report.profile,
     }
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")

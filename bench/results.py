@@ -23,6 +23,7 @@ class Result:
     guarantee: str = "exactly_once"
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    round: int = 1  # which round of the run (bench.harness: contenders repeat per round)
 
     @property
     def events_per_s(self) -> float:

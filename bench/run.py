@@ -1,8 +1,8 @@
 """`make bench`: exactly-once rating throughput vs pass-through and a faust agent, one run.
 
     python -m bench.run [--events 50000] [--contenders passthrough,rating,split,faust,...]
-                        [--processes N] [--json PATH] [--profile] [--faust-cap 300]
-                        [--keep-topics]
+                        [--rounds 3] [--no-warm-up] [--processes N] [--json PATH]
+                        [--profile] [--faust-cap 300] [--keep-topics]
 
 Connections come from KAFKA_BOOTSTRAP_SERVERS and SCHEMA_REGISTRY_URL when
 set; otherwise from the local stack, started if needed (and stopped again
@@ -41,6 +41,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--contenders", default=",".join(CONTENDERS),
                         help=f"comma-separated, run in this order (default {','.join(CONTENDERS)})")
+    parser.add_argument("--rounds", type=_positive, default=3,
+                        help="runs of each contender, interleaved; faust runs in the last "
+                             "one only (3)")
+    parser.add_argument("--no-warm-up", dest="warm_up", action="store_false",
+                        help="skip the untimed pass-through lane that warms the broker")
     parser.add_argument("--processes", type=int, default=0,
                         help="processes of the parallel contender (default: one per core)")
     parser.add_argument("--faust-cap", type=float, default=300.0,
@@ -54,6 +59,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep-topics", action="store_true",
                         help="leave the run's topics on the broker for inspection")
     return parser.parse_args(argv)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             events=args.events, batch_size=batch_size, seed=args.seed,
             contenders=tuple(c.strip() for c in args.contenders.split(",") if c.strip()),
             faust_cap_s=args.faust_cap, faust_guarantee=args.faust_guarantee,
-            processes=args.processes,
+            processes=args.processes, rounds=args.rounds, warm_up=args.warm_up,
             work_dir=OUT_DIR, keep_topics=args.keep_topics,
             profile_path=OUT_DIR / f"bench-{stamp}.prof" if args.profile else None)
         report = run_benchmark(connections, config, say)

@@ -12,11 +12,13 @@ stages through its own adapter objects, which the other lanes do not.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 
 from bench.harness import BenchConfig, run_benchmark
+from bench.report import method, print_report
 from stream.settings import Connections
 
 pytestmark = pytest.mark.integration
@@ -28,9 +30,12 @@ LABELS = {"passthrough": "pass-through", "rating": "rating", "rating-no-quota": 
 
 def test_every_contender_processes_exactly_all_input_events(connections: Connections,
                                                             tmp_path: Path) -> None:
+    progress: list[str] = []
     report = run_benchmark(connections, BenchConfig(events=300, contenders=CONTENDERS,
                                                     limit_s=60.0, faust_cap_s=60.0,
-                                                    work_dir=tmp_path))
+                                                    rounds=2, warm_up=True,
+                                                    work_dir=tmp_path),
+                           say=progress.append)
 
     expected = report.expected
     assert expected.events == 300
@@ -38,13 +43,20 @@ def test_every_contender_processes_exactly_all_input_events(connections: Connect
     assert expected.rated > 0
     assert expected.skipped > 0
     assert expected.dead_letters > 0
-    assert [r.contender.split(" ")[0] for r in report.results] == [LABELS[c]
-                                                                  for c in CONTENDERS]
+    # Two rounds, each contender on its own lanes; faust only in the last one. The
+    # warm-up lane is not reported.
+    assert any(line.startswith("warm-up (untimed, not reported): pass-through 300 events")
+               for line in progress), progress
+    assert [(r.round, r.contender.split(" ")[0]) for r in report.results] == [
+        *((1, LABELS[c]) for c in CONTENDERS if c != "faust"),
+        *((2, LABELS[c]) for c in CONTENDERS)]
     for result in report.results:
         assert result.mismatches == [], f"{result.contender}: {result.note}"
         assert result.processed == result.events == expected.events
-    assert report.results[0].outputs == {"by_account": expected.events}  # pass-through
-    for result in report.results[1:]:
+    for result in report.results:
+        if result.contender == "pass-through":
+            assert result.outputs == {"by_account": expected.events}
+            continue
         assert result.outputs["by_account"] == expected.routed
         assert result.outputs["dlq"] == expected.dead_letters
         assert result.outputs["rated"] > 0
@@ -53,6 +65,16 @@ def test_every_contender_processes_exactly_all_input_events(connections: Connect
     # Without agreements nothing is blocked: more is rated, nothing lands on usage.rejected.
     assert by_label["no-quota"].outputs.get("rejected", 0) == 0
     assert by_label["no-quota"].outputs["rated"] >= by_label["rating"].outputs["rated"]
+    # The table has one row per contender, with the rounds it ran in.
+    table = io.StringIO()
+    print_report(report, method(report, {}, {"cores": 2, "load_1m": 0.0}), table)
+    rows = {line.split("  ")[0]: line.split() for line in table.getvalue().splitlines()
+            if line.startswith(("pass-through ", "rating ", "faust "))}
+    assert set(rows) == {"pass-through", "rating (router+rater)", "faust"}, \
+        table.getvalue()
+    assert rows["pass-through"][1:3] == ["300", "2"]
+    assert rows["rating (router+rater)"][2:4] == ["300", "2"]
+    assert rows["faust"][1:3] == ["300", "1"]
 
 
 def test_the_yardstick_lanes_and_one_process_per_core_process_all_input(
