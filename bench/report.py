@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bench.harness import Report
+from bench.results import Result
 from bench.summary import Summary, find, median_ratio, paired_ratio, summarise
 
 PASS_THROUGH = "pass-through"
@@ -85,14 +86,15 @@ def print_report(report: Report, info: dict[str, Any], out: TextIO) -> None:
               f"{engine.events / max(engine.seconds, 1e-9):>10,.0f}\n\n")
     out.write("Outputs (committed records; expected from the dry run, where quota outcomes "
               "follow the input order, not the pipeline's per-account interleaving):\n")
-    for result in report.results:
-        if result.outputs:
-            label = f"{result.contender}, round {result.round}" if rounds > 1 \
-                else result.contender
-            out.write(f"  {label}: " + ", ".join(
-                f"{role} {count}" + ("" if result.expected_outputs.get(role) == count
-                                     else f" (expected {result.expected_outputs.get(role)})")
-                for role, count in result.outputs.items()) + "\n")
+    for summary in summaries:
+        rows = [row for row in summary.rows if row.outputs]
+        if rows and len(rows) > 1 and all(row.outputs == rows[0].outputs for row in rows):
+            out.write(f"  {summary.contender} (the same in all {len(rows)} rounds): "
+                      f"{_outputs(rows[0])}\n")
+            continue
+        for row in rows:
+            label = f"{row.contender}, round {row.round}" if rounds > 1 else row.contender
+            out.write(f"  {label}: {_outputs(row)}\n")
     cpu = [(s.contender, s.median_cpu_us) for s in summaries if s.median_cpu_us]
     if cpu:
         out.write("CPU of the bench process per input event, first commit to last (all its "
@@ -109,6 +111,13 @@ def print_report(report: Report, info: dict[str, Any], out: TextIO) -> None:
     for line in target_lines(summaries):
         out.write(line + "\n")
     out.flush()
+
+
+def _outputs(result: Result) -> str:
+    return ", ".join(
+        f"{role} {count}" + ("" if result.expected_outputs.get(role) == count
+                             else f" (expected {result.expected_outputs.get(role)})")
+        for role, count in result.outputs.items())
 
 
 def _check(summary: Summary) -> str:

@@ -45,7 +45,8 @@ def test_every_contender_processes_exactly_all_input_events(connections: Connect
     assert expected.dead_letters > 0
     # Two rounds, each contender on its own lanes; faust only in the last one. The
     # warm-up lane is not reported.
-    assert any(line.startswith("warm-up (untimed, not reported): pass-through 300 events")
+    assert any(line.startswith("warm-up (untimed, not reported): rating (router+rater) 300 "
+                               "events")
                for line in progress), progress
     assert [(r.round, r.contender.split(" ")[0]) for r in report.results] == [
         *((1, LABELS[c]) for c in CONTENDERS if c != "faust"),
@@ -75,6 +76,7 @@ def test_every_contender_processes_exactly_all_input_events(connections: Connect
     assert rows["pass-through"][1:3] == ["300", "2"]
     assert rows["rating (router+rater)"][2:4] == ["300", "2"]
     assert rows["faust"][1:3] == ["300", "1"]
+    assert "  pass-through (the same in all 2 rounds): by_account 300\n" in table.getvalue()
 
 
 def test_the_yardstick_lanes_and_one_process_per_core_process_all_input(
