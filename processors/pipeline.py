@@ -22,6 +22,9 @@ from processors.rating import DUPLICATE, Rated, inexact, rate
 from processors.state import RatingState
 
 QUOTA_PREFIXES = ("qi|", "qu|")
+# The outcomes of a quota decision (usage.rejected); any other rejection is a bad event.
+QUOTA_REASONS = frozenset((ReasonCode.QUOTA_EXCEEDED, ReasonCode.NO_AGREEMENT,
+                           ReasonCode.NO_QUOTA, ReasonCode.UNKNOWN_INSTANCE))
 # How far ahead of the processor's clock an event's time may be. An operation is
 # published after it happened; a time far ahead is a publisher's clock or bug, and
 # rating it would move the partition's dedup horizon (newest time - window) ahead with
@@ -140,6 +143,11 @@ def _quota_decision(event: UsageEvent, catalog: Catalog, state: QuotaState, now:
         return None  # rating rejects it with UNKNOWN_SERVICE_ITEM
     if quota_effect(event.operation) is None:
         return None
+    if event.operation not in catalog.service_item_types[event.service_item_type].operations:
+        return None  # rating rejects it with UNKNOWN_OPERATION (usage.dlq)
     account = paying_account(event, catalog, routed_account)
-    return check_quota(event, account, catalog, state, no_agreement=no_agreement,
-                       raised_at=now)
+    decision = check_quota(event, account, catalog, state, no_agreement=no_agreement,
+                           raised_at=now)
+    if decision.rejection is not None and decision.rejection.reason not in QUOTA_REASONS:
+        raise decision.rejection  # a bad event (BAD_ATTRIBUTE, NEGATIVE_QUANTITY): usage.dlq
+    return decision

@@ -230,11 +230,26 @@ def build_agreements(
                 taken = next((s for (_, o), s in sub_for.items() if o == ou), None)
                 if taken is not None:
                     raise value.fail(f"OU {ou!r} is already covered by sub-agreement {taken!r}")
+                _refuse_nested(ou, value, sub_for)
                 sub_for[(sub.parent or "", ou)] = sub.id
             agreements[sub.id] = sub
     return AgreementIndex(
         MappingProxyType(agreements), MappingProxyType(master_for), MappingProxyType(sub_for)
     )
+
+
+def _refuse_nested(ou: str, value: Value, sub_for: Mapping[tuple[str, str], str]) -> None:
+    """A sub-agreement covers its OUs' whole sub-trees, and each OU belongs to at most one
+    sub-agreement (DOMAIN.md): an OU at or below another sub-agreement's OU, or above it,
+    would count its events against one share only while the other's sub-tree is meant
+    to hold them all."""
+    for (_, other), sub_id in sub_for.items():
+        if ou.startswith(other + "/"):
+            raise value.fail(f"OU {ou!r} is below {other!r}, which sub-agreement {sub_id!r} "
+                             "covers with its sub-tree: an OU belongs to one sub-agreement")
+        if other.startswith(ou + "/"):
+            raise value.fail(f"OU {ou!r} is above {other!r}, which sub-agreement {sub_id!r} "
+                             "covers: an OU belongs to one sub-agreement")
 
 
 def _check_quota(quota: Quota, item_types: Mapping[str, ServiceItemType]) -> None:
@@ -243,6 +258,12 @@ def _check_quota(quota: Quota, item_types: Mapping[str, ServiceItemType]) -> Non
         raise CatalogError.at(
             quota.ref.at("service_item_type"),
             f"unknown service item type {quota.service_item_type!r}",
+        )
+    if not any(attribute.quota_managed for attribute in item.attributes.values()):
+        raise CatalogError.at(
+            quota.ref.at("service_item_type"),
+            f"{item.name} has no quota_managed attribute: its instances are not "
+            "quota-checked, so an agreement cannot limit them",
         )
     if quota.attribute is None:
         return

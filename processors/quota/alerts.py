@@ -53,6 +53,18 @@ def crossings(
     return frozenset(now_fired), alerts
 
 
+def rearmed(policy: QuotaPolicy, fired: frozenset[int], used: Decimal,
+            limit: Decimal) -> frozenset[int]:
+    """``fired`` without the thresholds ``used`` no longer reaches under ``limit``."""
+    if not fired:
+        return fired
+    return frozenset(
+        t.percent for t in policy.thresholds
+        if t.percent in fired
+        and used > 0 and multiply(used, HUNDRED) >= multiply(limit, Decimal(t.percent))
+    )
+
+
 def _alert(
     event: UsageEvent, key: UsageKey, percent: int, action: str, used: Decimal, limit: Decimal
 ) -> QuotaAlert:

@@ -32,7 +32,7 @@ from processors.errors import EventRejected, ReasonCode
 from processors.events import UsageEvent
 from processors.lookups import PerCatalog
 from processors.money import ZERO, add, multiply, subtract
-from processors.quota.alerts import crossings
+from processors.quota.alerts import crossings, rearmed
 from processors.quota.model import (
     Holding,
     Instance,
@@ -133,9 +133,16 @@ def _decide(
     raised_at: datetime | None,
 ) -> QuotaDecision:
     chain = agreements_for(event, account, catalog)
-    targets, missing = _targets(event, account, catalog, item, chain, no_agreement)
     key = InstanceKey(account.account_id, item.name, event.service_item_id)
     held = state.instance(key)
+    try:
+        targets, missing = _targets(event, account, catalog, item, chain, no_agreement)
+    except EventRejected as rejected:
+        if effect is not QuotaEffect.RELEASE or held is None:
+            raise
+        # Giving back what an instance holds needs no agreement or quota (a catalog or
+        # setting changed since it was created): never block a release.
+        targets, missing = (), rejected.reason
     if effect is not QuotaEffect.ACQUIRE and held is None:
         raise _reject(
             ReasonCode.UNKNOWN_INSTANCE,
@@ -277,8 +284,11 @@ def _usage_after(
             continue
         if delta > 0:
             _enforce(event, agreement.id, quota, agreement.policy, current.used, delta, limit)
+        # A threshold fired under an older (lower) limit and no longer reached under this
+        # one is re-armed first, so crossing it again alerts.
+        armed = rearmed(agreement.policy, current.fired, current.used, limit)
         fired, alerts = crossings(
-            event, key, agreement.policy, current.fired, used, limit, raised_at
+            event, key, agreement.policy, armed, used, limit, raised_at
         )
         result.append((key, QuotaUsage(used, fired, _last_alert(alerts, current)), alerts))
     return result
