@@ -138,10 +138,11 @@ def _decide(
     try:
         targets, missing = _targets(event, account, catalog, item, chain, no_agreement)
     except EventRejected as rejected:
-        if effect is not QuotaEffect.RELEASE or held is None:
+        if held is None or not _gives_back_only(event, effect, held):
             raise
         # Giving back what an instance holds needs no agreement or quota (a catalog or
-        # setting changed since it was created): never block a release.
+        # setting changed since it was created): a delete or a resize down is never
+        # blocked.
         targets, missing = (), rejected.reason
     if effect is not QuotaEffect.ACQUIRE and held is None:
         raise _reject(
@@ -224,6 +225,14 @@ def _quota_targets(catalog: Catalog, chain_item: tuple[tuple[Agreement, ...], Se
 _TARGETS: PerCatalog[tuple[tuple[str, ...], str],
                      tuple[tuple[Agreement, ...], ServiceItemType], tuple[_Target, ...]] = \
     PerCatalog(_quota_targets)
+
+
+def _gives_back_only(event: UsageEvent, effect: QuotaEffect, held: Instance) -> bool:
+    """A release, or a resize that takes no more of any quota than the instance holds."""
+    if effect is QuotaEffect.RELEASE:
+        return True
+    return effect is not QuotaEffect.ACQUIRE and all(
+        _resized(event, holding).amount <= holding.amount for holding in held.holdings)
 
 
 def _hold(event: UsageEvent, target: _Target) -> Holding:

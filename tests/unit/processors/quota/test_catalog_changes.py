@@ -128,3 +128,22 @@ def test_nested_sub_agreement_ous_are_refused_at_load(
             .replace("FIRST", first[0]).replace("SECOND", second[0]))
     with pytest.raises(CatalogError, match=fragment):
         catalog(text)
+
+
+def test_a_resize_down_passes_and_a_resize_up_is_refused_once_the_agreement_is_gone() -> None:
+    with_agreement, without = catalog(VCPU_20), catalog("agreements: []\n")
+    state, clock = QuotaState(), Clock()
+    run(clock.event("Create", "vm-1", vcpu=8), state, with_agreement)
+
+    def decide(vcpu: int) -> object:
+        resize = clock.event("Resize", "vm-1", vcpu=vcpu)
+        decision = check_quota(resize, account_of(resize, without), without, state,
+                               no_agreement=MissingPolicy.REJECT)
+        state.apply(decision)
+        return decision.rejection.reason.value if decision.rejection else "allowed"
+
+    assert decide(4) == "allowed"  # gives 4 vCPU back
+    assert used(state, "eng", VM_VCPU) == Decimal(4)
+    assert decide(4) == "allowed"  # the same size: takes nothing more
+    assert decide(6) == "NO_AGREEMENT"  # would take more: the setting applies
+    assert used(state, "eng", VM_VCPU) == Decimal(4)
