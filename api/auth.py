@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from processors.errors import RatingError
-from stream.strict_yaml import load_yaml
+from stream.strict_yaml import load_yaml, yaml_error_text
 
 TOKENS_FILE_ENV = "RATING_API_TOKENS_FILE"
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -92,12 +92,14 @@ class TokenRegistry:
     @classmethod
     def load(cls, path: Path) -> TokenRegistry:
         try:
-            raw = load_yaml(path.read_text())
+            raw = load_yaml(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise TokenFileError(f"{path}: not UTF-8 text: {exc.reason}") from None
         except OSError as exc:
             raise TokenFileError(f"{path}: cannot read the API token file: {exc.strerror}; "
                                  f"give --tokens FILE or set {TOKENS_FILE_ENV}") from None
         except yaml.YAMLError as exc:
-            raise TokenFileError(f"{path}: not valid YAML: {exc}") from None
+            raise TokenFileError(f"{path}: {yaml_error_text(exc)}") from None
         if not isinstance(raw, dict) or not isinstance(raw.get("tokens"), list):
             raise TokenFileError(f"{path}: expected a mapping with a 'tokens' list")
         if not all(isinstance(entry, dict) for entry in raw["tokens"]):

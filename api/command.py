@@ -13,6 +13,7 @@ from api.app import create_app
 from api.auth import TokenRegistry
 from api.catalogs import FeedCatalog, FolderCatalog
 from api.deps import CatalogProvider
+from processors.errors import RatingError
 from sinks.history import open_history_store
 from sinks.history.urls import redact
 from stream.catalog_feed import CatalogFeed, CatalogUnavailable
@@ -34,6 +35,9 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = load_settings(args.settings)
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise RatingError(f"--port {args.port}: expected a port number 0-65535 (0 = any free "
+                          "port)")
     tokens = TokenRegistry.load(args.tokens or settings.api.tokens_file)
     if not len(tokens):
         log.warning("api: the token file has no tokens: every request will be refused (401)")
@@ -61,7 +65,13 @@ def serve(args: argparse.Namespace) -> int:
         port = settings.api.port if args.port is None else args.port
         log.info("api: serving on http://%s:%d (history %s, %d tokens)", host, port,
                  redact(history_url), len(tokens))
-        uvicorn.run(app, host=host, port=port, log_config=None)
+        try:
+            uvicorn.run(app, host=host, port=port, log_config=None)
+        except SystemExit as exc:  # uvicorn exits 3 when it cannot listen (logged above)
+            if exc.code in (None, 0):
+                raise
+            raise RatingError(f"cannot serve on {host}:{port}: see the error logged "
+                              "above (address in use?)") from None
     finally:
         if feed is not None:
             feed.close()

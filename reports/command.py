@@ -62,6 +62,9 @@ def report_command(args: argparse.Namespace) -> int:
         else:
             with path.open("w", newline="", encoding="utf-8") as out:
                 controls = write_csv(report, out)
+    except OSError as exc:
+        raise ReportError(f"--out {path}: cannot write the report: "
+                          f"{exc.strerror or exc}") from None
     finally:
         store.close()
     print(f"wrote {path}")

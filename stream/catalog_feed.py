@@ -107,6 +107,11 @@ class CatalogFeed:
         reached_end = False
         while time.monotonic() < deadline and not (reached_end and self._current is not None):
             reached_end = self._drain(timeout_s=0.5) or reached_end
+        if self._current is None and not reached_end:
+            # Nothing read, not even the end of the topic: the broker, not the catalog.
+            raise CatalogUnavailable(f"{self._topic} not read within {timeout_s:.0f} s: is "
+                                     "Kafka reachable (KAFKA_BOOTSTRAP_SERVERS) and the topic "
+                                     "created (`rating topics`)?")
         return self.current
 
     def read_to_end(self, timeout_s: float) -> Catalog | None:

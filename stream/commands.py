@@ -123,6 +123,12 @@ def _catalog_diff(settings: Settings, against: Path | None, new: Catalog) -> int
 def process(args: argparse.Namespace) -> int:
     settings, connections = _settings(args), connections_from_env()
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    from stream.processor import STAGES
+
+    unknown = [stage for stage in stages if stage not in STAGES]
+    if unknown or not stages:
+        raise RatingError(f"--stages {args.stages!r}: expected a comma-separated list of "
+                          f"{', '.join(STAGES)}")
     port, fallback = _metrics_port(args.metrics_port)
     run_processor(settings, connections, RunOptions(stages=stages, instance_id=args.instance_id,
                                                     idle_exit_s=args.idle_exit,
@@ -158,6 +164,8 @@ def produce(args: argparse.Namespace) -> int:
     elif args.file:
         events = [_event_from_json(raw, f"{args.file}#{index}")
                   for index, raw in enumerate(_json_list(args.file))]
+        if not events:
+            raise RatingError(f"{args.file}: no events in the file")
     else:
         events = [_event_from_flags(args)]
     settings, connections = _settings(args), connections_from_env()
@@ -208,7 +216,7 @@ def _events_from_avro_file(path: Path) -> list[Any]:
 def _json_list(path: Path) -> list[dict[str, Any]]:
     try:
         raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: JSON or UTF-8 decoding
         raise RatingError(f"{path}: not readable JSON: {exc}") from None
     return raw if isinstance(raw, list) else [raw]
 
@@ -216,6 +224,15 @@ def _json_list(path: Path) -> list[dict[str, Any]]:
 def _event_from_json(raw: dict[str, Any], where: str) -> Any:
     from datetime import datetime
 
+    if not isinstance(raw, dict):
+        raise RatingError(f"{where}: expected an event object, got {type(raw).__name__}")
+    text_fields = ("service_item_type", "service_item_id", "operation", "requester", "home_ou",
+                   "source", "event_id", "event_time", "account_id", "provider", "product")
+    for name in text_fields:
+        if raw.get(name) is not None and not isinstance(raw[name], str):
+            raise RatingError(f"{where}: field {name!r} must be a string, got {raw[name]!r}")
+    if not isinstance(raw.get("attributes", {}), dict):
+        raise RatingError(f"{where}: 'attributes' must be an object of name: value")
     try:
         when = raw.get("event_time")
         return new_event(
@@ -228,6 +245,8 @@ def _event_from_json(raw: dict[str, Any], where: str) -> Any:
             product=raw.get("product"))
     except KeyError as exc:
         raise RatingError(f"{where}: missing field {exc}") from None
+    except ValueError as exc:  # an event_time that is not ISO 8601
+        raise RatingError(f"{where}: {exc}") from None
 
 
 def _typed(attributes: dict[str, Any]) -> dict[str, int | str | Decimal]:

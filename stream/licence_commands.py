@@ -280,7 +280,7 @@ def licences_invoices(args: argparse.Namespace) -> int:
                                 "rating-cli")
     licences, year = _checked_run(request, catalog)
     url = args.history_url or settings.sinks.history_url
-    store = open_history_store(url)
+    store = open_history_store(url, must_exist=True)  # a typo must not invoice an empty history
     try:
         _write(store, run_rows(store, year, args.run), licences, year, args.run, args.out)
     finally:

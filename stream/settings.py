@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from processors.errors import RatingError
-from stream.strict_yaml import load_yaml
+from stream.strict_yaml import load_yaml, yaml_error_text
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -171,9 +171,9 @@ def load_settings(path: Path = DEFAULT_SETTINGS_FILE,
                   environ: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)
     try:
-        raw = load_yaml(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise SettingsError(f"{path}: cannot read settings: {exc}") from None
+        raw = load_yaml(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, ValueError) as exc:  # ValueError: not UTF-8
+        raise SettingsError(f"{path}: cannot read settings: {yaml_error_text(exc)}") from None
     if not isinstance(raw, dict):
         raise SettingsError(f"{path}: expected a mapping at the top level")
     top = _Section.read(path, "", raw, TOP_LEVEL_KEYS, required=("topics", "processor"))

@@ -40,6 +40,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def yaml_error_text(exc: Exception) -> str:
+    """One line for a YAML (or read) error: ``line L, column C: problem``, without the
+    multi-line excerpt PyYAML prints."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return (f"line {mark.line + 1}, column {mark.column + 1}: not valid YAML: "
+                f"{exc.problem or exc.context}")
+    return " ".join(str(exc).split())
+
+
 def load_yaml(text: str) -> Any:
     """``yaml.safe_load``, but a key twice in one mapping is a ``DuplicateKeyError`` (a
     ``yaml.YAMLError``, so callers report it with the file name like any YAML error)."""

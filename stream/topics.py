@@ -34,7 +34,12 @@ def topic_config(spec: TopicSpec) -> dict[str, str]:
 def ensure_topics(admin: AdminClient, topics: Topics, replication_factor: int = 1,
                   timeout_s: float = 30.0) -> list[str]:
     """Create missing topics; verify existing ones. Returns the names created."""
-    existing = admin.list_topics(timeout=timeout_s).topics
+    try:
+        existing = admin.list_topics(timeout=timeout_s).topics
+    except KafkaException as exc:
+        raise TopicError(f"Kafka unreachable: no topic list within {timeout_s:.0f} s "
+                         f"({exc.args[0].str()}): is KAFKA_BOOTSTRAP_SERVERS right and the "
+                         "broker up?") from None
     wanted = topics.all()
     for spec in wanted:
         metadata = existing.get(spec.name)

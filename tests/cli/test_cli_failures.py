@@ -1,0 +1,203 @@
+"""Operator-facing contract of the CLI when things go wrong (README: "Errors are one
+sentence on stderr and exit code 2"; `catalog diff`: "exit 0 same, 1 different", 2 on error).
+
+Every test here needs no service: connections point at closed ports (``_no_services``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from stream.settings import REPO_ROOT, Connections
+from tests.cli.test_cli import EXAMPLE, _closed_port, _no_services, _one_sentence, rating
+
+DEV_TOKENS = REPO_ROOT / "config" / "api-tokens.dev.yaml"
+
+
+def _empty_history(tmp_path: Path) -> str:
+    from sinks.history import open_history_store
+
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    open_history_store(url).close()
+    return url
+
+
+# -- tracebacks where one sentence is promised ------------------------------------------
+
+def test_process_with_an_unknown_stage_is_one_sentence() -> None:
+    error = _one_sentence(rating("process", "--stages", "routr", "--metrics-port", "0",
+                                 env=_no_services()), "process")
+    assert "routr" in error
+    assert "router" in error
+
+
+def test_api_with_a_port_out_of_range_is_one_sentence(tmp_path: Path) -> None:
+    result = rating("api", "--tokens", str(DEV_TOKENS), "--history-url",
+                    _empty_history(tmp_path), "--catalog-dir", str(EXAMPLE), "--port", "70000",
+                    env=_no_services())
+    error = _one_sentence(result, "api")
+    assert "70000" in error
+
+
+def test_api_with_its_port_taken_exits_2_not_3(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = rating("api", "--tokens", str(DEV_TOKENS), "--history-url",
+                        _empty_history(tmp_path), "--catalog-dir", str(EXAMPLE),
+                        "--port", str(port), env=_no_services())
+    assert result.returncode == 2, (result.returncode, result.stderr[-500:])
+    assert result.stderr.strip().splitlines()[-1].startswith("rating api: ")
+
+
+def test_settings_file_not_utf8_is_one_sentence(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.yaml"
+    settings.write_bytes(b"\xff\xfe log_level: INFO\n")
+    error = _one_sentence(rating("--settings", str(settings), "catalog", "validate"), "catalog")
+    assert str(settings) in error
+
+
+def test_settings_file_with_broken_yaml_is_one_line(tmp_path: Path) -> None:
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("topics: [\n")
+    error = _one_sentence(rating("--settings", str(settings), "catalog", "validate"), "catalog")
+    assert str(settings) in error
+
+
+def test_api_token_file_not_utf8_is_one_sentence(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_bytes(b"\xff\xfetokens: []\n")
+    error = _one_sentence(rating("api", "--tokens", str(tokens), env=_no_services()), "api")
+    assert str(tokens) in error
+
+
+def test_produce_file_with_bad_entries_names_the_entry(tmp_path: Path) -> None:
+    good = {"service_item_type": "HardDisk", "service_item_id": "hd-1", "operation": "Order",
+            "requester": "alice", "home_ou": "eng/platform"}
+    cases = {"not-an-object.json": [1, 2],
+             "bad-time.json": [{**good, "event_time": "yesterday"}],
+             "attributes-list.json": [{**good, "attributes": [1]}],
+             "number-as-type.json": [{**good, "service_item_type": 123}]}
+    for name, content in cases.items():
+        path = tmp_path / name
+        path.write_text(json.dumps(content))
+        error = _one_sentence(rating("produce", "--file", str(path), env=_no_services()),
+                              "produce")
+        assert f"{path}#0" in error, (name, error)
+
+
+def test_produce_file_not_utf8_is_one_sentence(tmp_path: Path) -> None:
+    path = tmp_path / "events.json"
+    path.write_bytes(b"\xff\xfe[]")
+    error = _one_sentence(rating("produce", "--file", str(path), env=_no_services()),
+                          "produce")
+    assert str(path) in error
+
+
+def test_report_to_an_unwritable_file_is_one_sentence(tmp_path: Path) -> None:
+    error = _one_sentence(rating("report", "summary", "--period", "2026-11", "--history-url",
+                                 _empty_history(tmp_path), "--out", "/proc/summary.csv",
+                                 env=_no_services()), "report")
+    assert "/proc/summary.csv" in error
+
+
+# -- silent no-ops and wrong answers ----------------------------------------------------
+
+def test_produce_of_an_empty_file_is_refused_not_a_silent_success(tmp_path: Path) -> None:
+    path = tmp_path / "events.json"
+    path.write_text("[]")
+    error = _one_sentence(rating("produce", "--file", str(path), env=_no_services()),
+                          "produce")
+    assert str(path) in error
+
+
+def test_licence_invoices_from_a_mistyped_history_path_are_refused(tmp_path: Path) -> None:
+    # `rating report` refuses a history file that does not exist (must_exist): a typo must
+    # not give an empty document whose control check passes. The invoices did not.
+    missing = tmp_path / "typo.db"
+    result = rating("licences", "invoices", "--fiscal-year", "2027", "--type", "annual",
+                    "--dir", str(EXAMPLE), "--history-url", f"sqlite:///{missing}",
+                    "--out", str(tmp_path / "invoices"), env=_no_services())
+    error = _one_sentence(result, "licences")
+    assert "no billing history" in error
+    assert not missing.exists()
+    assert not (tmp_path / "invoices").exists()
+
+
+# -- exit codes and pipes ---------------------------------------------------------------
+
+def _to_closed_pipe(*args: str) -> subprocess.CompletedProcess[bytes]:
+    """The command with its stdout a pipe whose reader has already gone (`| head -0`)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        return subprocess.run([sys.executable, "-m", "stream.cli", *args], cwd=REPO_ROOT,
+                              stdout=write, stderr=subprocess.PIPE, timeout=60, check=False)
+    finally:
+        os.close(write)
+
+
+def test_output_to_a_closed_pipe_is_no_traceback() -> None:
+    result = _to_closed_pipe("catalog", "show", "--dir", str(EXAMPLE))
+    assert b"Traceback" not in result.stderr, result.stderr.decode()[-300:]
+
+
+def test_catalog_diff_of_identical_folders_exits_0_even_into_a_closed_pipe() -> None:
+    # 1 means "the versions differ" to a script: a broken pipe must not say so.
+    result = _to_closed_pipe("catalog", "diff", "--dir", str(EXAMPLE), "--against",
+                             str(EXAMPLE))
+    assert result.returncode != 1, result.stderr.decode()[-300:]
+
+
+# -- unreachable Kafka ------------------------------------------------------------------
+
+def test_topics_with_kafka_unreachable_is_one_sentence_not_a_hang() -> None:
+    result = rating("topics", env=_no_services(), timeout=90)  # it gives up after 30 s
+    assert "Traceback" not in result.stderr, result.stderr[-400:]
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("rating topics: ")
+    assert "Kafka" in last
+
+
+def test_catalog_diff_with_kafka_unreachable_does_not_say_there_is_no_catalog() -> None:
+    result = rating("catalog", "diff", "--dir", str(EXAMPLE), env=_no_services(), timeout=90)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert "run `rating catalog load`" not in last, last  # the cause is the broker
+    assert "reachable" in last or "unreachable" in last, last
+
+
+def _read_end_offsets(connections: Connections) -> object:
+    from stream import readback
+
+    return readback.end_offsets(connections, "usage.rated", timeout_s=2)
+
+
+def _read_all(connections: Connections) -> object:
+    from stream import readback
+
+    return readback.read_all(connections, "usage.rated", decoder=None,  # type: ignore[arg-type]
+                             timeout_s=2)
+
+
+@pytest.mark.parametrize("read", [_read_end_offsets, _read_all])
+def test_reading_a_topic_with_kafka_unreachable_is_one_sentence(
+        read: Callable[[Connections], object]) -> None:
+    # `rating tail` and the demo's read-backs: a KafkaException traceback before.
+    from stream.readback import KafkaErrorOnRead
+
+    connections = Connections(f"127.0.0.1:{_closed_port()}", "http://127.0.0.1:1",
+                              "redis://127.0.0.1:1/0")
+    with pytest.raises(KafkaErrorOnRead, match=r"^topic usage.rated: Kafka unreachable, no "
+                                               r"metadata within 2 s"):
+        read(connections)
