@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
@@ -11,10 +12,17 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from stream.settings import Connections
 
 REGISTRY_TIMEOUT_S = 10
+# librdkafka's own log lines (connection failures, retries) go through Python logging, so
+# they come out in the process's format (JSON lines with --log-format json) instead of
+# librdkafka's "%3|...|FAIL|..." on stderr. The client hands them over when it is polled
+# (poll, consume, flush): a client that is never polled logs nothing.
+KAFKA_LOG = logging.getLogger("librdkafka")
 
 
 def admin_client(connections: Connections) -> AdminClient:
-    return AdminClient({"bootstrap.servers": connections.kafka_bootstrap})
+    config: dict[str, Any] = {"bootstrap.servers": connections.kafka_bootstrap,
+                              "logger": KAFKA_LOG}
+    return AdminClient(config)
 
 
 def registry_client(connections: Connections) -> SchemaRegistryClient:
@@ -33,6 +41,7 @@ def transactional_producer(connections: Connections, transactional_id: str,
         "linger.ms": 5,
         "compression.type": "lz4",
         "queue.buffering.max.messages": 500_000,
+        "logger": KAFKA_LOG,
     })
 
 
@@ -43,6 +52,7 @@ def idempotent_producer(connections: Connections, **overrides: Any) -> Producer:
         "acks": "all",
         "linger.ms": 5,
         "compression.type": "lz4",
+        "logger": KAFKA_LOG,
     }
     config.update(overrides)
     return Producer(config)
@@ -58,6 +68,7 @@ def processing_consumer(connections: Connections, group_id: str, **overrides: An
         "isolation.level": "read_committed",
         "auto.offset.reset": "earliest",
         "enable.partition.eof": False,
+        "logger": KAFKA_LOG,
     }
     config.update(overrides)
     return Consumer(config)
@@ -72,6 +83,7 @@ def reading_consumer(connections: Connections, **overrides: Any) -> Consumer:
         "isolation.level": "read_committed",
         "auto.offset.reset": "earliest",
         "enable.partition.eof": True,
+        "logger": KAFKA_LOG,
     }
     config.update(overrides)
     return Consumer(config)

@@ -201,3 +201,14 @@ def test_reading_a_topic_with_kafka_unreachable_is_one_sentence(
     with pytest.raises(KafkaErrorOnRead, match=r"^topic usage.rated: Kafka unreachable, no "
                                                r"metadata within 2 s"):
         read(connections)
+
+
+def test_with_log_format_json_every_line_but_the_error_is_json_kafkas_own_too() -> None:
+    # librdkafka wrote "%3|...|FAIL|rdkafka#consumer-1| ..." lines straight to stderr.
+    result = rating("--log-format", "json", "catalog", "diff", "--dir", str(EXAMPLE),
+                    env=_no_services(), timeout=90)
+    *logged, error = result.stderr.strip().splitlines()
+    assert error.startswith("rating catalog: "), error
+    records = [json.loads(line) for line in logged]  # fails on any line that is not JSON
+    assert any(record["logger"] == "librdkafka" and "Connect to" in record["message"]
+               for record in records), logged[:3]
