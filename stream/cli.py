@@ -10,6 +10,7 @@ from pathlib import Path
 
 from processors.errors import RatingError
 from stream import commands
+from stream.cli_types import real_in, whole
 from stream.logs import LOG_FORMATS, configure_logging
 from stream.settings import DEFAULT_SETTINGS_FILE, load_settings
 
@@ -109,10 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_produce(sub)
 
     simulate = sub.add_parser("simulate", help="publish a realistic simulated workload")
-    simulate.add_argument("--events", type=int, default=2000)
-    simulate.add_argument("--rate", type=float, default=0.0, help="events/s, 0 = as fast")
+    simulate.add_argument("--events", type=whole(1), default=2000)
+    simulate.add_argument("--rate", type=real_in(0, 1e9), default=0.0,
+                          help="events/s, 0 = as fast")
     simulate.add_argument("--seed", type=int, default=7)
-    simulate.add_argument("--bad-fraction", type=float, default=0.01,
+    simulate.add_argument("--bad-fraction", type=real_in(0, 1), default=0.01,
                           help="share of deliberately bad events (garbage, unknown items)")
     simulate.set_defaults(handler=commands.simulate)
 
@@ -162,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="make run: stack, catalog, processor and sinks, "
                           "workload rated, summary, monthly report, licence billing run")
-    demo.add_argument("--events", type=int, default=5000)
+    demo.add_argument("--events", type=whole(1), default=5000)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--keep-running", action="store_true",
                       help="leave the processor, the sinks and the stack running at the end")

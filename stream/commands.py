@@ -237,7 +237,7 @@ def _event_from_json(raw: dict[str, Any], where: str) -> Any:
         when = raw.get("event_time")
         return new_event(
             service_item_type=raw["service_item_type"], service_item_id=raw["service_item_id"],
-            operation=raw["operation"], attributes=_typed(raw.get("attributes", {})),
+            operation=raw["operation"], attributes=_typed(raw.get("attributes", {}), where),
             requester=raw["requester"], home_ou=raw["home_ou"],
             source=raw.get("source", "rating-cli"), event_id=raw.get("event_id"),
             event_time=datetime.fromisoformat(when) if when else None,
@@ -249,11 +249,14 @@ def _event_from_json(raw: dict[str, Any], where: str) -> Any:
         raise RatingError(f"{where}: {exc}") from None
 
 
-def _typed(attributes: dict[str, Any]) -> dict[str, int | str | Decimal]:
+def _typed(attributes: dict[str, Any], where: str) -> dict[str, int | str | Decimal]:
     typed: dict[str, int | str | Decimal] = {}
     for name, value in attributes.items():
         if isinstance(value, bool):
-            raise RatingError(f"attribute {name!r}: booleans are not attribute values")
+            raise RatingError(f"{where}: attribute {name!r}: booleans are not attribute values")
+        if value is None or isinstance(value, list | dict):
+            raise RatingError(f"{where}: attribute {name!r}: {json.dumps(value)} is not an "
+                              "attribute value (a number or a text)")
         typed[name] = Decimal(str(value)) if isinstance(value, int | float) else str(value)
     return typed
 
@@ -269,7 +272,7 @@ def _event_from_flags(args: argparse.Namespace) -> Any:
     attributes: dict[str, int | str | Decimal] = {}
     for pair in args.attr:
         name, sep, value = pair.partition("=")
-        if not sep:
+        if not sep or not name.strip():
             raise RatingError(f"--attr {pair!r}: expected NAME=VALUE")
         attributes[name] = _attribute_value(value)
     return new_event(service_item_type=args.item_type, service_item_id=args.item_id,

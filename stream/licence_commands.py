@@ -34,6 +34,7 @@ from processors.licences.fiscal import FiscalYear
 from processors.licences.model import BillingRunRequest, LicenceAction, LicenceEvent
 from processors.money import ZERO
 from stream.catalog_feed import CatalogFeed
+from stream.cli_types import fiscal_year
 from stream.clients import admin_client, reading_consumer
 from stream.licence_publisher import LicencePublisher, new_licence_event
 from stream.readback import end_offsets
@@ -58,7 +59,7 @@ def add_licence_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         description="Needs `rating process --stages subscriptions` and `rating sink "
         "billing-history` running. Exit 2 with one sentence when a licence could not be "
         "priced (it is on usage.dlq and stays unbilled: fix the catalog, run again).")
-    run.add_argument("--fiscal-year", type=int, required=True,
+    run.add_argument("--fiscal-year", type=fiscal_year, required=True,
                      help="named by the year it ends in: 2027 = July 2026 - June 2027")
     run.add_argument("--type", dest="run", required=True, metavar="RUN",
                      help="a run of the catalog's licence_billing: annual, true-up-january, "
@@ -88,7 +89,7 @@ def add_licence_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     produce.set_defaults(handler=licences_produce)
     invoices = actions.add_parser("invoices", help="write a billing run's invoices from the "
                                   "billing history (bills nothing)")
-    invoices.add_argument("--fiscal-year", type=int, required=True)
+    invoices.add_argument("--fiscal-year", type=fiscal_year, required=True)
     invoices.add_argument("--type", dest="run", required=True, metavar="RUN")
     invoices.add_argument("--dir", type=Path, default=None,
                           help="catalog folder (default: catalog_dir from the settings)")

@@ -86,7 +86,9 @@ def test_produce_file_with_bad_entries_names_the_entry(tmp_path: Path) -> None:
     cases = {"not-an-object.json": [1, 2],
              "bad-time.json": [{**good, "event_time": "yesterday"}],
              "attributes-list.json": [{**good, "attributes": [1]}],
-             "number-as-type.json": [{**good, "service_item_type": 123}]}
+             "number-as-type.json": [{**good, "service_item_type": 123}],
+             "null-attribute.json": [{**good, "attributes": {"quantity": None}}],
+             "boolean-attribute.json": [{**good, "attributes": {"quantity": True}}]}
     for name, content in cases.items():
         path = tmp_path / name
         path.write_text(json.dumps(content))
@@ -212,3 +214,32 @@ def test_with_log_format_json_every_line_but_the_error_is_json_kafkas_own_too() 
     records = [json.loads(line) for line in logged]  # fails on any line that is not JSON
     assert any(record["logger"] == "librdkafka" and "Connect to" in record["message"]
                for record in records), logged[:3]
+
+
+def test_an_attribute_flag_without_a_name_is_refused() -> None:
+    error = _one_sentence(rating("produce", "--item-type", "HardDisk", "--item-id", "hd-1",
+                                 "--operation", "Order", "--requester", "alice",
+                                 "--home-ou", "eng/platform", "--attr", "=5",
+                                 env=_no_services()), "produce")
+    assert "'=5': expected NAME=VALUE" in error
+
+
+@pytest.mark.parametrize("args", [
+    ("simulate", "--events", "-5"),
+    ("simulate", "--events", "0"),
+    ("simulate", "--bad-fraction", "7"),
+    ("simulate", "--rate", "-3"),
+    ("simulate", "--rate", "nan"),
+    ("demo", "--events", "0"),
+    ("licences", "invoices", "--fiscal-year", "-5", "--type", "annual"),
+    ("licences", "invoices", "--fiscal-year", "99999", "--type", "annual"),
+    ("billing-run", "--fiscal-year", "27", "--type", "annual"),
+])
+def test_values_a_command_could_only_do_nothing_with_are_refused_before_it_starts(
+        args: tuple[str, ...]) -> None:
+    # They ran: `simulate --events -5` published nothing and exited 0, and invoices for
+    # fiscal year -5 were written.
+    result = rating(*args, env=_no_services())
+    assert result.returncode == 2, result.stderr[-300:]
+    assert "usage: " in result.stderr
+    assert args[-1] in result.stderr or args[-3] in result.stderr
