@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -32,6 +33,10 @@ READ_PUBLISHED_TIMEOUT_S = 15.0
 
 class CatalogUnavailable(RatingError):
     """No catalog has been published yet (run `rating catalog load`)."""
+
+
+class WaitStopped(RatingError):
+    """The process was asked to stop while it waited for a catalog."""
 
 
 class CatalogNotPublished(RatingError):
@@ -101,11 +106,14 @@ class CatalogFeed:
             raise CatalogUnavailable(f"no catalog on {self._topic}: run `rating catalog load`")
         return self._current
 
-    def wait_for_catalog(self, timeout_s: float) -> Catalog:
-        """Read the topic to its end; wait up to ``timeout_s`` for a first version."""
+    def wait_for_catalog(self, timeout_s: float, stop: threading.Event | None = None) -> Catalog:
+        """Read the topic to its end; wait up to ``timeout_s`` for a first version.
+        ``WaitStopped`` when ``stop`` is set first (a Ctrl-C while waiting)."""
         deadline = time.monotonic() + timeout_s
         reached_end = False
         while time.monotonic() < deadline and not (reached_end and self._current is not None):
+            if stop is not None and stop.is_set():
+                raise WaitStopped(f"stopped while waiting for a catalog on {self._topic}")
             reached_end = self._drain(timeout_s=0.5) or reached_end
         if self._current is None and not reached_end:
             # Nothing read, not even the end of the topic: the broker, not the catalog.

@@ -13,7 +13,7 @@ from types import FrameType
 
 from processors.catalog.model import MissingPolicy
 from processors.pipeline import PartitionState
-from stream.catalog_feed import CatalogFeed
+from stream.catalog_feed import CatalogFeed, WaitStopped
 from stream.clients import (
     admin_client,
     processing_consumer,
@@ -89,7 +89,12 @@ def _run(settings: Settings, connections: Connections, options: RunOptions,
     topics = settings.topics
     codecs = build_codecs(registry_client(connections), topics)
     feed = CatalogFeed(reading_consumer(connections), topics.catalog.name)
-    feed.wait_for_catalog(options.catalog_wait_s)
+    try:
+        feed.wait_for_catalog(options.catalog_wait_s, stop)
+    except WaitStopped:
+        feed.close()
+        log.info("stopped before a catalog arrived: nothing was processed")
+        return 0
     ops.readiness.catalog_loaded(feed.current.version)
     window = timedelta(days=settings.processor.dedup_window_days)
     stages: list[Stage] = []

@@ -1,16 +1,20 @@
 """Operator-facing contract of the CLI when things go wrong (README: "Errors are one
 sentence on stderr and exit code 2"; `catalog diff`: "exit 0 same, 1 different", 2 on error).
 
-Every test here needs no service: connections point at closed ports (``_no_services``).
+Every test here but the one marked integration needs no service: connections point at
+closed ports (``_no_services``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -243,3 +247,25 @@ def test_values_a_command_could_only_do_nothing_with_are_refused_before_it_start
     assert result.returncode == 2, result.stderr[-300:]
     assert "usage: " in result.stderr
     assert args[-1] in result.stderr or args[-3] in result.stderr
+
+
+@pytest.mark.integration
+def test_ctrl_c_while_process_waits_for_a_catalog_stops_it_at_once(
+        connections: Connections) -> None:
+    # It logged "finishing the current batch, then stopping", waited out the rest of the
+    # 60 s catalog wait and exited 2 saying there was no catalog.
+    from tests.cli.test_cli import _live_env
+
+    suffix = f"-ctrlc-{uuid.uuid4().hex[:8]}"  # topics nobody made: no catalog arrives
+    child = subprocess.Popen([sys.executable, "-m", "stream.cli", "process", "--metrics-port",
+                              "0"], cwd=REPO_ROOT, env=_live_env(connections, suffix),
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(8)  # start-up, then the catalog wait
+        assert child.poll() is None, "it should still be waiting for a catalog"
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=20)  # the wait is 60 s: a hang fails here
+    finally:
+        child.kill()
+    assert child.returncode == 0, stderr[-500:]
+    assert "stopped before a catalog arrived" in stderr
