@@ -63,6 +63,8 @@ def schemas(args: argparse.Namespace) -> int:
 
 
 def catalog(args: argparse.Namespace) -> int:
+    if args.against is not None and args.action != "diff":
+        raise RatingError(f"--against is for `catalog diff`, not `catalog {args.action}`")
     settings = _settings(args)
     directory = args.dir or settings.catalog_dir
     folder = read_catalog_folder(directory)

@@ -128,21 +128,23 @@ def bill_licences(settings: Settings, connections: Connections, *, fiscal_year: 
     request = BillingRunRequest(request_id=str(uuid.uuid4()), fiscal_year=fiscal_year,
                                 run=run, event_time=datetime.now(UTC), source=source)
     licences, year = _checked_run(request, catalog)
-    since = end_offsets(connections, topics.licence_runs.name)
-    with LicencePublisher.connect(connections, topics.subscriptions.name) as publisher:
-        landed = publisher.request_run(request)
-    print(f"billing run {year.label} {request.run} requested ({request.request_id}) in "
-          f"{len(landed)} partitions of {topics.subscriptions.name}")
-    deadline = time.monotonic() + timeout_s
-    reports = wait_for_reports(connections, topics.licence_runs.name, request.request_id,
-                               set(landed), since, deadline)
-    refused = [report.error for report in reports if report.error]
-    if refused:
-        raise RatingError(f"the processors refused the run: {refused[0]}")
-    billed = {charge["event_id"] for report in reports for charge in report.billed}
-    _print_outcome(reports)
-    store = open_history_store(history_url)
+    # Before anything is billed: a mistyped history path must fail now, not after the
+    # run, waiting on an empty history it created.
+    store = open_history_store(history_url, must_exist=True)
     try:
+        since = end_offsets(connections, topics.licence_runs.name)
+        with LicencePublisher.connect(connections, topics.subscriptions.name) as publisher:
+            landed = publisher.request_run(request)
+        print(f"billing run {year.label} {request.run} requested ({request.request_id}) in "
+              f"{len(landed)} partitions of {topics.subscriptions.name}")
+        deadline = time.monotonic() + timeout_s
+        reports = wait_for_reports(connections, topics.licence_runs.name, request.request_id,
+                                   set(landed), since, deadline)
+        refused = [report.error for report in reports if report.error]
+        if refused:
+            raise RatingError(f"the processors refused the run: {refused[0]}")
+        billed = {charge["event_id"] for report in reports for charge in report.billed}
+        _print_outcome(reports)
         rows = wait_for_history(store, year, request.run, billed, deadline, redact(history_url))
         _write(store, rows, licences, year, request.run, out_dir)
     finally:

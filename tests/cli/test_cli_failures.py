@@ -269,3 +269,33 @@ def test_ctrl_c_while_process_waits_for_a_catalog_stops_it_at_once(
         child.kill()
     assert child.returncode == 0, stderr[-500:]
     assert "stopped before a catalog arrived" in stderr
+
+
+def test_against_with_anything_but_diff_is_refused_not_ignored() -> None:
+    error = _one_sentence(rating("catalog", "validate", "--dir", str(EXAMPLE), "--against",
+                                 str(EXAMPLE), env=_no_services()), "catalog")
+    assert error == "rating catalog: --against is for `catalog diff`, not `catalog validate`"
+
+
+@pytest.mark.integration
+def test_a_billing_run_with_a_mistyped_history_path_bills_nothing(
+        connections: Connections, tmp_path: Path) -> None:
+    # The run was requested (licences billed on Kafka), then the command waited on an
+    # empty history it had just created, and failed at its timeout.
+    from stream.readback import end_offsets
+    from tests.cli.test_cli import _live_env
+
+    suffix = f"-billtypo-{uuid.uuid4().hex[:8]}"
+    env = _live_env(connections, suffix)
+    assert rating("topics", env=env).returncode == 0
+    assert rating("catalog", "load", env=env).returncode == 0
+    missing = tmp_path / "histroy.db"
+    result = rating("billing-run", "--fiscal-year", "2027", "--type", "annual",
+                    "--history-url", f"sqlite:///{missing}", "--out", str(tmp_path),
+                    "--timeout", "60", env=env, timeout=120)
+    assert result.returncode == 2, result.stderr[-500:]
+    error = result.stderr.strip().splitlines()[-1]  # after the catalog feed's log line
+    assert error.startswith(f"rating billing-run: no billing history at {missing}"), error
+    assert not missing.exists()
+    requests = end_offsets(connections, f"licence.events{suffix}")
+    assert sum(requests.values()) == 0, requests  # no run was requested
