@@ -237,12 +237,16 @@ def _event_from_json(raw: dict[str, Any], where: str) -> Any:
         raise RatingError(f"{where}: 'attributes' must be an object of name: value")
     try:
         when = raw.get("event_time")
+        moment = datetime.fromisoformat(when) if when else None
+        if moment is not None and moment.utcoffset() is None:
+            raise RatingError(f"{where}: event_time {when!r} has no UTC offset (end it with "
+                              "Z or +00:00)")
         return new_event(
             service_item_type=raw["service_item_type"], service_item_id=raw["service_item_id"],
             operation=raw["operation"], attributes=_typed(raw.get("attributes", {}), where),
             requester=raw["requester"], home_ou=raw["home_ou"],
             source=raw.get("source", "rating-cli"), event_id=raw.get("event_id"),
-            event_time=datetime.fromisoformat(when) if when else None,
+            event_time=moment,
             account_id=raw.get("account_id"), provider=raw.get("provider"),
             product=raw.get("product"))
     except KeyError as exc:

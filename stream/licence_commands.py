@@ -318,6 +318,8 @@ def _events_from_file(path: Path, source: str) -> list[LicenceEvent]:
     except (OSError, ValueError) as exc:
         raise RatingError(f"{path}: cannot read licence changes: {exc}") from None
     items = raw if isinstance(raw, list) else [raw]
+    if not items:
+        raise RatingError(f"{path}: no licence changes in the file")
     events = []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
@@ -336,9 +338,9 @@ def _event(fields: dict[str, Any], source: str) -> LicenceEvent:
                           f"{fields.get('action')!r}")
     try:
         effective = date.fromisoformat(str(fields.get("effective_date")))
-    except ValueError:
-        raise RatingError(f"effective_date must be YYYY-MM-DD, got "
-                          f"{fields.get('effective_date')!r}") from None
+    except ValueError as exc:
+        raise RatingError(f"effective_date must be a date, YYYY-MM-DD, got "
+                          f"{fields.get('effective_date')!r} ({exc})") from None
     return new_licence_event(
         action=action, campus=str(fields.get("campus") or ""),
         record_number=str(fields.get("record_number") or ""), user=str(fields.get("user") or ""),

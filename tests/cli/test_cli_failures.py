@@ -92,6 +92,7 @@ def test_produce_file_with_bad_entries_names_the_entry(tmp_path: Path) -> None:
              "attributes-list.json": [{**good, "attributes": [1]}],
              "number-as-type.json": [{**good, "service_item_type": 123}],
              "null-attribute.json": [{**good, "attributes": {"quantity": None}}],
+             "no-utc-offset.json": [{**good, "event_time": "2026-11-03T10:00:00"}],
              "boolean-attribute.json": [{**good, "attributes": {"quantity": True}}]}
     for name, content in cases.items():
         path = tmp_path / name
@@ -299,3 +300,20 @@ def test_a_billing_run_with_a_mistyped_history_path_bills_nothing(
     assert not missing.exists()
     requests = end_offsets(connections, f"licence.events{suffix}")
     assert sum(requests.values()) == 0, requests  # no run was requested
+
+
+def test_licence_changes_an_empty_file_and_an_impossible_date_are_refused(
+        tmp_path: Path) -> None:
+    empty = tmp_path / "empty.json"
+    empty.write_text("[]")
+    error = _one_sentence(rating("licences", "produce", "--file", str(empty),
+                                 env=_no_services()), "licences")
+    assert error.endswith(f"{empty}: no licence changes in the file"), error
+    february = tmp_path / "february.json"
+    february.write_text(json.dumps([{"action": "provisioned", "campus": "boulder",
+                                     "record_number": "r-1", "user": "u-1",
+                                     "product": "salesforce", "effective_date": "2026-02-30"}]))
+    error = _one_sentence(rating("licences", "produce", "--file", str(february),
+                                 env=_no_services()), "licences")
+    assert f"{february}: item 0: effective_date must be a date" in error
+    assert "day is out of range for month" in error
