@@ -265,6 +265,15 @@ def _check_quota(quota: Quota, item_types: Mapping[str, ServiceItemType]) -> Non
             f"{item.name} has no quota_managed attribute: its instances are not "
             "quota-checked, so an agreement cannot limit them",
         )
+    # Imported here: the quota package imports the catalog's.
+    from processors.quota.model import QuotaEffect, quota_effect
+
+    if not any(quota_effect(name) is QuotaEffect.ACQUIRE for name in item.operations):
+        raise CatalogError.at(
+            quota.ref.at("service_item_type"),
+            f"none of {item.name}'s operations ({', '.join(item.operations)}) takes quota "
+            "(Create, Order, Subscribe or Deploy do), so an agreement cannot limit it",
+        )
     if quota.attribute is None:
         return
     attribute = item.attributes.get(quota.attribute)

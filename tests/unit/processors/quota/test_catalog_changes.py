@@ -8,10 +8,18 @@ from decimal import Decimal
 
 import pytest
 
-from processors.catalog import CatalogError
+from processors.catalog import CatalogError, load_catalog_sources
 from processors.catalog.model import MissingPolicy
 from processors.quota import QuotaState, check_quota
-from tests.unit.processors.quota.factories import VM_VCPU, Clock, account_of, catalog, run, used
+from tests.unit.processors.quota.factories import (
+    BASE,
+    VM_VCPU,
+    Clock,
+    account_of,
+    catalog,
+    run,
+    used,
+)
 
 OPS_STORAGE = """
 agreements:
@@ -147,3 +155,22 @@ def test_a_resize_down_passes_and_a_resize_up_is_refused_once_the_agreement_is_g
     assert decide(4) == "allowed"  # the same size: takes nothing more
     assert decide(6) == "NO_AGREEMENT"  # would take more: the setting applies
     assert used(state, "eng", VM_VCPU) == Decimal(4)
+
+
+def test_a_quota_on_an_item_type_whose_operations_never_take_quota_is_refused() -> None:
+    # Which operations take quota goes by name (docs/catalog.md): a type whose instances
+    # come from "Provision" would count nothing, and its limit would hold nothing back.
+    base = BASE.replace("      - {name: Create, billable: true}\n      - {name: Delete, "
+                        "billable: false}",
+                        "      - {name: Provision, billable: true}\n      - {name: Delete, "
+                        "billable: false}")
+    assert "Provision" in base
+    agreements = """
+agreements:
+  - id: ops
+    account: acct-ops
+    quotas: [{service_item_type: Storage, aggregate: count, quota: 1}]
+"""
+    with pytest.raises(CatalogError, match=r"none of Storage's operations \(Provision, "
+                                           r"Delete\) takes quota"):
+        load_catalog_sources({"base.yaml": base, "agreements.yaml": agreements})
