@@ -314,6 +314,9 @@ def sink(args: argparse.Namespace) -> int:
     from stream.observability import OpsListener, Readiness, start_server, stop_server
 
     settings = _settings(args)
+    if args.url is not None and args.name != "billing-history":
+        raise RatingError(f"--url is the billing-history store; the {args.name} sink writes to "
+                          "Redis (REDIS_URL)")
     history_url = args.url or settings.sinks.history_url
     if args.name == "billing-history":
         from sinks.history.urls import check_history_url

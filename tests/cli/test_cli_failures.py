@@ -317,3 +317,9 @@ def test_licence_changes_an_empty_file_and_an_impossible_date_are_refused(
                                  env=_no_services()), "licences")
     assert f"{february}: item 0: effective_date must be a date" in error
     assert "day is out of range for month" in error
+
+
+def test_a_history_url_for_a_redis_sink_is_refused_not_ignored() -> None:
+    error = _one_sentence(rating("sink", "aggregates", "--url", "nosuch://x",
+                                 env=_no_services()), "sink")
+    assert "--url is the billing-history store; the aggregates sink writes to Redis" in error
