@@ -27,6 +27,7 @@ import confluent_kafka
 from bench.harness import CONTENDERS, BenchConfig, machine, run_benchmark
 from bench.report import method, print_profile, print_report, write_json
 from stream import stack
+from stream.cli_types import whole
 from stream.settings import REPO_ROOT, Connections, connections_from_env, load_settings
 
 OUT_DIR = REPO_ROOT / "out"
@@ -41,11 +42,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--contenders", default=",".join(CONTENDERS),
                         help=f"comma-separated, run in this order (default {','.join(CONTENDERS)})")
-    parser.add_argument("--rounds", type=_positive, default=3,
+    parser.add_argument("--rounds", type=whole(1), default=3,
                         help="runs of each contender, interleaved; faust runs in the last "
                              "one only (3)")
     parser.add_argument("--no-warm-up", dest="warm_up", action="store_false",
-                        help="skip the untimed pass-through lane that warms the broker")
+                        help="skip the untimed lanes (pass-through, rating, pass-through) that "
+                             "warm the broker")
     parser.add_argument("--processes", type=int, default=0,
                         help="processes of the parallel contender (default: one per core)")
     parser.add_argument("--faust-cap", type=float, default=300.0,
@@ -59,13 +61,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep-topics", action="store_true",
                         help="leave the run's topics on the broker for inspection")
     return parser.parse_args(argv)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

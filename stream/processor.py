@@ -12,6 +12,7 @@ from datetime import timedelta
 from types import FrameType
 
 from processors.catalog.model import MissingPolicy
+from processors.errors import RatingError
 from processors.pipeline import PartitionState
 from stream.catalog_feed import CatalogFeed, WaitStopped
 from stream.clients import (
@@ -59,9 +60,10 @@ def run_processor(settings: Settings, connections: Connections, options: RunOpti
                   stop: threading.Event | None = None) -> int:
     """Run until SIGTERM/SIGINT (or ``stop``); the number of committed batches."""
     stop = stop or _stop_on_signals()
-    unknown = set(options.stages) - set(STAGES)
+    unknown = [stage for stage in options.stages if stage not in STAGES]
     if unknown or not options.stages:
-        raise ValueError(f"unknown stages {sorted(unknown)}; choose from {STAGES}")
+        raise RatingError(f"--stages {','.join(options.stages)!r}: expected a comma-separated "
+                          f"list of {', '.join(STAGES)}")
     ops = OpsListener(Readiness(options.stuck_after_s,
                                 needs_state=bool({"rater", "subscriptions"} & set(options.stages))))
     server: OpsServer | None = None
