@@ -35,9 +35,6 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = load_settings(args.settings)
-    if args.port is not None and not 0 <= args.port <= 65535:
-        raise RatingError(f"--port {args.port}: expected a port number 0-65535 (0 = any free "
-                          "port)")
     tokens = TokenRegistry.load(args.tokens or settings.api.tokens_file)
     if not len(tokens):
         log.warning("api: the token file has no tokens: every request will be refused (401)")

@@ -53,7 +53,8 @@ def _add_api(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     api = sub.add_parser("api", help="serve the REST API: billing history, aggregates, "
                          "quota status, price estimates (docs/api.md)")
     api.add_argument("--host", help="listen address (default: api.host in the settings)")
-    api.add_argument("--port", type=int, help="listen port (default: api.port)")
+    api.add_argument("--port", type=whole(0, 65535),
+                     help="listen port, 0 = any free one (default: api.port)")
     api.add_argument("--history-url", help="billing-history store, sqlite:///PATH or "
                      "postgresql://... (default: sinks.history_url, $RATING_HISTORY_URL)")
     api.add_argument("--tokens", type=Path, metavar="FILE", help="API token file: SHA-256 "
