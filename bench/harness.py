@@ -60,7 +60,7 @@ class BenchConfig:
     profile_path: Path | None = None  # set: one more, profiled (untimed) rating run
     processes: int = 0  # the parallel contender's processes; 0: one per core
     rounds: int = 1  # every contender but faust runs once per round, interleaved
-    warm_up: bool = False  # an untimed pass-through lane before the first contender
+    warm_up: bool = False  # untimed lanes (pass-through, rating, pass-through) first
 
 
 @dataclass

@@ -4,7 +4,9 @@ A threshold is *reached* when ``used >= limit x percent / 100`` (and something
 is used: a zero quota does not alert at zero). Reached and not fired: alert and
 remember it as fired. Not reached: re-arm it. The fired set is state, so a
 threshold crossed twice without falling back alerts once, and a limit lowered
-under the current usage alerts on the next event that touches the quota.
+under the current usage alerts on the next event that touches the quota. A limit
+raised above the usage re-arms the thresholds no longer reached (``rearmed``, before
+the next crossing is judged).
 """
 
 from __future__ import annotations
@@ -42,8 +44,7 @@ def crossings(
     now_fired = set(fired)
     alerts: list[QuotaAlert] = []
     for threshold in policy.thresholds:
-        reached = used > 0 and (multiply(used, HUNDRED)
-                                 >= multiply(limit, Decimal(threshold.percent)))
+        reached = _reached(used, limit, threshold.percent)
         if reached and threshold.percent not in now_fired:
             now_fired.add(threshold.percent)
             alert = _alert(event, key, threshold.percent, str(threshold.action), used, limit)
@@ -58,11 +59,13 @@ def rearmed(policy: QuotaPolicy, fired: frozenset[int], used: Decimal,
     """``fired`` without the thresholds ``used`` no longer reaches under ``limit``."""
     if not fired:
         return fired
-    return frozenset(
-        t.percent for t in policy.thresholds
-        if t.percent in fired
-        and used > 0 and multiply(used, HUNDRED) >= multiply(limit, Decimal(t.percent))
-    )
+    return frozenset(t.percent for t in policy.thresholds
+                     if t.percent in fired and _reached(used, limit, t.percent))
+
+
+def _reached(used: Decimal, limit: Decimal, percent: int) -> bool:
+    """``used >= limit x percent / 100``, and something is used (module docstring)."""
+    return used > 0 and multiply(used, HUNDRED) >= multiply(limit, Decimal(percent))
 
 
 def _alert(
