@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
+from processors.errors import RatingError
 from stream.settings import Connections
 
 REGISTRY_TIMEOUT_S = 10
@@ -23,6 +24,19 @@ def admin_client(connections: Connections) -> AdminClient:
     config: dict[str, Any] = {"bootstrap.servers": connections.kafka_bootstrap,
                               "logger": KAFKA_LOG}
     return AdminClient(config)
+
+
+def topic_metadata(client: AdminClient | Consumer, timeout_s: float, topic: str | None = None,
+                   error: type[RatingError] = RatingError) -> dict[str, Any]:
+    """Topic name -> metadata (every topic, or ``topic`` alone). When the broker does not
+    answer in time, ``error`` with one sentence instead of librdkafka's KafkaException."""
+    try:
+        return dict(client.list_topics(topic, timeout=timeout_s).topics)
+    except KafkaException as exc:
+        where = f"topic {topic}: " if topic else ""
+        raise error(f"{where}Kafka unreachable, no metadata within {timeout_s:.0f} s "
+                    f"({exc.args[0].str()}): is KAFKA_BOOTSTRAP_SERVERS right and the broker "
+                    "up?") from None
 
 
 def registry_client(connections: Connections) -> SchemaRegistryClient:

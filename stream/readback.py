@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
 from processors.errors import RatingError
-from stream.clients import reading_consumer
+from stream.clients import reading_consumer, topic_metadata
 from stream.messages import origin_of
 from stream.serde import SerdeError
 from stream.settings import Connections
@@ -58,7 +58,7 @@ def end_offsets(connections: Connections, topic: str, timeout_s: float = 10.0) -
     """partition -> high watermark now: pass as ``since`` to read only what comes later."""
     consumer = reading_consumer(connections)
     try:
-        metadata = _topic_metadata(consumer, topic, timeout_s)
+        metadata = topic_metadata(consumer, timeout_s, topic, KafkaErrorOnRead)[topic]
         return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s,
                                                   cached=False)[1]
                 for p in metadata.partitions}
@@ -71,7 +71,7 @@ def iter_records(connections: Connections, topic: str, decoder: ValueDecoder, *,
                  since: dict[int, int] | None = None) -> Iterator[Record]:
     consumer = reading_consumer(connections)
     try:
-        metadata = _topic_metadata(consumer, topic, timeout_s)
+        metadata = topic_metadata(consumer, timeout_s, topic, KafkaErrorOnRead)[topic]
         if metadata.error is not None:
             raise KafkaErrorOnRead(f"topic {topic}: {metadata.error}")
         since = since or {}
@@ -96,17 +96,6 @@ def iter_records(connections: Connections, topic: str, decoder: ValueDecoder, *,
                                    f"the end within {timeout_s} s")
     finally:
         consumer.close()
-
-
-def _topic_metadata(consumer: Consumer, topic: str, timeout_s: float) -> Any:
-    """The topic's metadata (confluent_kafka.admin.TopicMetadata); one sentence when the
-    broker does not answer, instead of a KafkaException."""
-    try:
-        return consumer.list_topics(topic, timeout=timeout_s).topics[topic]
-    except KafkaException as exc:
-        raise KafkaErrorOnRead(f"topic {topic}: Kafka unreachable, no metadata within "
-                               f"{timeout_s:.0f} s ({exc.args[0].str()}): is "
-                               "KAFKA_BOOTSTRAP_SERVERS right and the broker up?") from None
 
 
 class KafkaErrorOnRead(RatingError):

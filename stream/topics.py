@@ -9,6 +9,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from processors.errors import RatingError
+from stream.clients import topic_metadata
 from stream.settings import Topics, TopicSpec
 
 log = logging.getLogger(__name__)
@@ -34,12 +35,7 @@ def topic_config(spec: TopicSpec) -> dict[str, str]:
 def ensure_topics(admin: AdminClient, topics: Topics, replication_factor: int = 1,
                   timeout_s: float = 30.0) -> list[str]:
     """Create missing topics; verify existing ones. Returns the names created."""
-    try:
-        existing = admin.list_topics(timeout=timeout_s).topics
-    except KafkaException as exc:
-        raise TopicError(f"Kafka unreachable: no topic list within {timeout_s:.0f} s "
-                         f"({exc.args[0].str()}): is KAFKA_BOOTSTRAP_SERVERS right and the "
-                         "broker up?") from None
+    existing = topic_metadata(admin, timeout_s, error=TopicError)
     wanted = topics.all()
     for spec in wanted:
         metadata = existing.get(spec.name)
