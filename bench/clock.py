@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import Histogram
@@ -37,6 +38,8 @@ class Timing:
     # does not count the time the hypervisor or other programs take from us.
     cpu_s: float = 0.0
     cpu_records: int = 0
+    # CPU seconds of the local broker over the same commits (None: not the local stack's).
+    broker_cpu_s: float | None = None
 
 
 def _sum_and_count(histogram: Histogram) -> tuple[float, float]:
@@ -54,11 +57,13 @@ class LoopClock:
     """Sets ``stop`` once ``expected`` input records are committed (or after ``limit_s``)."""
 
     def __init__(self, expected: int, stop: threading.Event, limit_s: float,
-                 tick_s: float = 0.005):
+                 tick_s: float = 0.005,
+                 broker_cpu: Callable[[], float | None] | None = None):
         self._expected = expected
         self._stop = stop
         self._limit_s = limit_s
         self._tick_s = tick_s
+        self._broker_cpu = broker_cpu
         # Metrics are process-wide and cumulative: count from here on.
         self._records0, self._batches0 = _sum_and_count(metrics.BATCH_SIZE)
         self._seconds0, _ = _sum_and_count(metrics.BATCH_SECONDS)
@@ -68,8 +73,9 @@ class LoopClock:
         self._committed = 0
         self._batches = 0
         self._busy = 0.0
-        self._cpu_from: tuple[float, int] | None = None  # process CPU, records at 1st commit
-        self._cpu_to: tuple[float, int] | None = None
+        # (process CPU, records, broker CPU) at the first commit, and at the latest
+        self._cpu_from: tuple[float, int, float | None] | None = None
+        self._cpu_to: tuple[float, int, float | None] | None = None
         self._thread = threading.Thread(target=self._watch, name="bench-clock", daemon=True)
 
     def start(self) -> None:
@@ -81,14 +87,20 @@ class LoopClock:
         end = self._finished if self._finished is not None else time.perf_counter()
         seconds = 0.0 if self._started is None else end - self._started
         started = end if self._started is None else self._started
-        cpu_s, cpu_records = 0.0, 0
+        cpu_s, cpu_records, broker_cpu_s = 0.0, 0, None
         if self._cpu_from is not None and self._cpu_to is not None:
             cpu_s = self._cpu_to[0] - self._cpu_from[0]
             cpu_records = self._cpu_to[1] - self._cpu_from[1]
+            broker_from, broker_to = self._cpu_from[2], self._cpu_to[2]
+            if broker_from is not None and broker_to is not None:
+                broker_cpu_s = broker_to - broker_from
         return Timing(seconds=seconds, committed=self._committed, batches=self._batches,
                       in_batches_s=self._busy, complete=self._finished is not None,
                       started_at=started + self._wall_offset, cpu_s=cpu_s,
-                      cpu_records=cpu_records)
+                      cpu_records=cpu_records, broker_cpu_s=broker_cpu_s)
+
+    def _broker_cpu_now(self) -> float | None:
+        return None if self._broker_cpu is None else self._broker_cpu()
 
     def _watch(self) -> None:
         deadline = time.perf_counter() + self._limit_s
@@ -101,11 +113,12 @@ class LoopClock:
             if self._batches > 0:
                 busy, _ = _sum_and_count(metrics.BATCH_SECONDS)
                 self._busy = busy - self._seconds0
+                sample = (time.process_time(), self._committed, self._broker_cpu_now())
                 if self._started is None:
                     self._started = now - self._busy
-                    self._cpu_from = (time.process_time(), self._committed)
+                    self._cpu_from = sample
                 else:
-                    self._cpu_to = (time.process_time(), self._committed)
+                    self._cpu_to = sample
             if self._committed >= self._expected:
                 self._finished = now
                 self._stop.set()

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 
 from confluent_kafka import Message
 
+from bench.broker_cpu import broker_cpu_reader
 from bench.clock import LoopClock, Timing
 from bench.lanes import Lane
 from bench.outputs import read_outputs
@@ -100,7 +101,8 @@ def time_pass_through(lane: Lane, expected_records: int, limit_s: float,
                            stages or [PassThroughStage(topics.events.name,
                                                        topics.by_account.name)],
                            processor.batch_size, processor.batch_timeout_s)
-    clock = LoopClock(expected_records, stop, limit_s)
+    clock = LoopClock(expected_records, stop, limit_s,
+                      broker_cpu=broker_cpu_reader(lane.connections))
     clock.start()
     try:
         loop.run(should_stop=stop.is_set)
@@ -113,7 +115,8 @@ def time_processor(lane: Lane, stages: Sequence[str], expected_records: int,
                    limit_s: float) -> Timing:
     """run_processor in this thread until ``expected_records`` input records are committed."""
     stop = threading.Event()
-    clock = LoopClock(expected_records, stop, limit_s)
+    clock = LoopClock(expected_records, stop, limit_s,
+                      broker_cpu=broker_cpu_reader(lane.connections))
     clock.start()
     try:
         run_processor(lane.settings, lane.connections,
@@ -133,14 +136,19 @@ def _result(contender: str, lane: Lane, timing: Timing, events: int, records_per
                   expected_outputs=expected_outputs, rated_twice=twice,
                   extra={"batches": timing.batches, "records_committed": timing.committed,
                          "in_batches_s": round(timing.in_batches_s, 3),
-                         "cpu_us_per_event": _cpu_per_event(timing, records_per_event)})
+                         # this process (all its threads), and the local broker
+                         "cpu_us_per_event": _us_per_event(timing.cpu_s, timing,
+                                                           records_per_event),
+                         "broker_cpu_us_per_event": _us_per_event(timing.broker_cpu_s, timing,
+                                                                  records_per_event)})
 
 
-def _cpu_per_event(timing: Timing, records_per_event: float) -> float | None:
-    """This process's CPU µs per input event, from the first commit to the last."""
-    if timing.cpu_records <= 0:
+def _us_per_event(cpu_s: float | None, timing: Timing,
+                  records_per_event: float) -> float | None:
+    """CPU µs per input event, from the first commit to the last (None: not measured)."""
+    if timing.cpu_records <= 0 or cpu_s is None:
         return None
-    return round(timing.cpu_s / (timing.cpu_records / records_per_event) * 1e6, 1)
+    return round(cpu_s / (timing.cpu_records / records_per_event) * 1e6, 1)
 
 
 def rater_outputs(expected: Expected) -> dict[str, int]:

@@ -95,13 +95,17 @@ def print_report(report: Report, info: dict[str, Any], out: TextIO) -> None:
         for row in rows:
             label = f"{row.contender}, round {row.round}" if rounds > 1 else row.contender
             out.write(f"  {label}: {_outputs(row)}\n")
-    cpu = [(s.contender, s.median_cpu_us) for s in summaries if s.median_cpu_us]
+    cpu = [(s.contender, s.median_cpu_us, s.median_broker_cpu_us) for s in summaries
+           if s.median_cpu_us]
     if cpu:
-        out.write("CPU of the bench process per input event, first commit to last (all its "
-                  "threads, not the broker's; less moved than the rate by other load"
+        with_broker = any(broker for _, _, broker in cpu)
+        out.write("CPU per input event, first commit to last, of the bench process (all its "
+                  "threads)" + (" and of the local broker" if with_broker else "")
+                  + " (less moved than the rate by other load"
                   + ("; median over the rounds" if rounds > 1 else "") + "):\n")
-        for contender, micros in cpu:
-            out.write(f"  {contender}: {micros:,.1f} µs\n")
+        for contender, micros, broker in cpu:
+            beside = f", broker {broker:,.1f} µs" if broker else ""
+            out.write(f"  {contender}: {micros:,.1f} µs{beside}\n")
     out.write("\n")
     for result in report.results:
         if result.note:
@@ -184,6 +188,7 @@ def write_json(report: Report, info: dict[str, Any], path: Path) -> None:
                      "median_events_per_s": round(summary.median_rate, 1),
                      "events_per_s": [round(rate, 1) for rate in summary.rates],
                      "median_cpu_us_per_event": summary.median_cpu_us,
+                     "median_broker_cpu_us_per_event": summary.median_broker_cpu_us,
                      "verified": summary.verified,
                      "vs_pass_through": ratios(summary, summaries)[0],
                      "rating_over_faust": ratios(summary, summaries)[1]}

@@ -36,9 +36,17 @@ class Summary:
 
     @property
     def median_cpu_us(self) -> float | None:
-        cpu = [row.extra["cpu_us_per_event"] for row in self.rows
-               if row.extra.get("cpu_us_per_event")]
-        return statistics.median(cpu) if cpu else None
+        """This process's CPU µs per event, median over the rounds that measured it."""
+        return self._median_extra("cpu_us_per_event")
+
+    @property
+    def median_broker_cpu_us(self) -> float | None:
+        """The local broker's CPU µs per event, median over the rounds that measured it."""
+        return self._median_extra("broker_cpu_us_per_event")
+
+    def _median_extra(self, key: str) -> float | None:
+        values = [row.extra[key] for row in self.rows if row.extra.get(key)]
+        return statistics.median(values) if values else None
 
     def in_round(self, round_number: int) -> Result | None:
         return next((row for row in self.rows if row.round == round_number and row.processed),

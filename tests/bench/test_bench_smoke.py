@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.broker_cpu import broker_cpu_reader
 from bench.harness import BenchConfig, run_benchmark
 from bench.report import method, print_report
 from stream.settings import Connections
@@ -77,6 +78,14 @@ def test_every_contender_processes_exactly_all_input_events(connections: Connect
     assert rows["rating (router+rater)"][2:4] == ["300", "2"]
     assert rows["faust"][1:3] == ["300", "1"]
     assert "  pass-through (the same in all 2 rounds): by_account 300\n" in table.getvalue()
+    # Against the local stack's broker, its CPU is read over the same commits as ours
+    # (first to last: a lane of 300 events may be one batch, then neither is measured).
+    local_broker = broker_cpu_reader(connections) is not None
+    measured = [r for r in report.results if r.extra.get("cpu_us_per_event") is not None]
+    assert measured, "no lane committed more than one batch"
+    for result in measured:
+        broker = result.extra["broker_cpu_us_per_event"]
+        assert (broker is not None) is local_broker, result.contender
 
 
 def test_the_yardstick_lanes_and_one_process_per_core_process_all_input(

@@ -82,3 +82,16 @@ def test_faust_in_the_last_round_is_compared_with_the_rating_median() -> None:
     assert rating is not None
     assert faust is not None
     assert median_ratio(rating, faust) == 20.0  # 9,000 / 450, not round 3's 20,000 / 450
+
+
+def test_cpu_per_event_is_the_median_of_the_rounds_that_measured_it() -> None:
+    rows = [row("rating", 9_000, n) for n in (1, 2, 3)]
+    rows[0].extra.update(cpu_us_per_event=90.0, broker_cpu_us_per_event=30.0)
+    rows[1].extra.update(cpu_us_per_event=110.0)  # the broker was not the local stack's
+    rows[2].extra.update(cpu_us_per_event=100.0, broker_cpu_us_per_event=40.0)
+    [rating] = summarise(rows)
+    assert rating.median_cpu_us == 100.0
+    assert rating.median_broker_cpu_us == 35.0
+    [unmeasured] = summarise([row("faust", 400, 1)])
+    assert unmeasured.median_cpu_us is None
+    assert unmeasured.median_broker_cpu_us is None
