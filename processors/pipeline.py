@@ -17,7 +17,7 @@ from processors.dedup import DEFAULT_WINDOW, Verdict, payload_fingerprint
 from processors.errors import EventRejected, ReasonCode
 from processors.events import Origin, RatedUsage, UsageEvent
 from processors.lookups import paying_account
-from processors.quota import QuotaAlert, QuotaDecision, QuotaState, check_quota, quota_effect
+from processors.quota import QuotaAlert, QuotaDecision, QuotaState, check_quota
 from processors.rating import DUPLICATE, Rated, inexact, rate
 from processors.state import RatingState
 
@@ -139,12 +139,14 @@ def _quota_decision(event: UsageEvent, catalog: Catalog, state: QuotaState, now:
                     no_agreement: MissingPolicy, routed_account: str | None
                     ) -> QuotaDecision | None:
     """The quota decision, or None when the event has nothing to do with quotas."""
-    if event.service_item_type not in catalog.service_item_types:
+    item = catalog.service_item_types.get(event.service_item_type)
+    if item is None:
         return None  # rating rejects it with UNKNOWN_SERVICE_ITEM
-    if quota_effect(event.operation) is None:
-        return None
-    if event.operation not in catalog.service_item_types[event.service_item_type].operations:
+    operation = item.operations.get(event.operation)
+    if operation is None:
         return None  # rating rejects it with UNKNOWN_OPERATION (usage.dlq)
+    if operation.quota is None:
+        return None
     account = paying_account(event, catalog, routed_account)
     decision = check_quota(event, account, catalog, state, no_agreement=no_agreement,
                            raised_at=now)

@@ -3,8 +3,9 @@
 Each of these changes how events are handled with no rate table touched: an
 operation's ``billable`` decides whether its events are priced or skipped, an
 attribute's type whether an event carrying it is rated or dead-lettered, its
-``quota_managed`` flag whether agreements may limit it, and ``marketplace``
-whether events must name a provider and a product.
+``quota_managed`` flag whether agreements may limit it, an operation's ``quota``
+whether it takes, resizes or gives back quota, and ``marketplace`` whether events
+must name a provider and a product.
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ def _attribute_changes(old: Attribute, new: Attribute) -> list[str]:
 
 
 def _operation_summary(operation: Operation) -> str:
-    return "billable" if operation.billable else "not billable"
+    billable = "billable" if operation.billable else "not billable"
+    return billable if operation.quota is None else f"{billable}, quota {operation.quota}"
 
 
 def _operation_changes(old: Operation, new: Operation) -> list[str]:
-    return changed("billable", old.billable, new.billable)
+    return (changed("billable", old.billable, new.billable)
+            + changed("quota", old.quota, new.quota))

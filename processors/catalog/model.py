@@ -28,6 +28,14 @@ class AttributeType(StrEnum):
     STRING = "string"
 
 
+class QuotaEffect(StrEnum):
+    """What an operation does to the quota of an item type with quota-managed attributes."""
+
+    ACQUIRE = "acquire"  # a new instance takes quota
+    RESIZE = "resize"  # an instance's quota-managed attributes change
+    RELEASE = "release"  # the instance gives back everything it held
+
+
 class AccountKind(StrEnum):
     TENANT = "tenant"
     PROJECT = "project"
@@ -56,6 +64,7 @@ class Attribute:
 class Operation:
     name: str
     billable: bool
+    quota: QuotaEffect | None  # None: leaves quota alone (Start, Snapshot, Meter ...)
     ref: SourceRef = field(compare=False, repr=False)
 
 

@@ -25,6 +25,7 @@ from processors.catalog.model import (
     Operation,
     Product,
     Provider,
+    QuotaEffect,
     RateGroup,
     ServiceItemType,
 )
@@ -91,8 +92,12 @@ def parse_item_type(value: Value) -> ServiceItemType:
                 f"attribute {attribute.name!r} clashes with the event field of that name "
                 "that marketplace items are looked up by",
             )
+    quota_managed = any(attribute.quota_managed for attribute in attributes.values())
     operations = parse_named(
-        fields.each("operations"), _parse_operation, lambda o: o.name, "operation"
+        fields.each("operations"),
+        lambda value: _parse_operation(value, quota_managed),
+        lambda o: o.name,
+        "operation",
     )
     if not operations:
         raise fields.fail("operations", "a service item type needs at least one operation")
@@ -119,13 +124,43 @@ def _parse_attribute(value: Value) -> Attribute:
     )
 
 
-def _parse_operation(value: Value) -> Operation:
-    fields = value.mapping({"name", "billable"}, {"description"})
+# What an operation does to quota when its item type has quota-managed attributes and
+# the operation does not say (``quota:``). Any other name leaves quota alone.
+CONVENTIONAL_QUOTA_EFFECTS = {
+    **dict.fromkeys(("Create", "Order", "Subscribe", "Deploy"), QuotaEffect.ACQUIRE),
+    **dict.fromkeys(("Resize", "Extend"), QuotaEffect.RESIZE),
+    **dict.fromkeys(("Delete", "Return", "Unsubscribe", "Remove"), QuotaEffect.RELEASE),
+}
+NO_QUOTA_EFFECT = "none"
+
+
+def _parse_operation(value: Value, quota_managed: bool) -> Operation:
+    fields = value.mapping({"name", "billable"}, {"description", "quota"})
+    name = fields.req("name").identifier()
     return Operation(
-        name=fields.req("name").identifier(),
+        name=name,
         billable=fields.req("billable").boolean(),
+        quota=_quota_effect(fields.get("quota"), name, quota_managed),
         ref=fields.ref,
     )
+
+
+def _quota_effect(declared: Value | None, operation: str,
+                  quota_managed: bool) -> QuotaEffect | None:
+    if declared is None:
+        return CONVENTIONAL_QUOTA_EFFECTS.get(operation) if quota_managed else None
+    text = declared.text()
+    choices = [effect.value for effect in QuotaEffect] + [NO_QUOTA_EFFECT]
+    if text not in choices:
+        raise declared.fail(f"quota must be one of {', '.join(choices)}, got {text!r}")
+    if text == NO_QUOTA_EFFECT:
+        return None
+    if not quota_managed:
+        raise declared.fail(
+            f"operation {operation!r} declares quota {text!r}, but its item type has no "
+            "quota_managed attribute, so none of its operations can take or give back quota"
+        )
+    return QuotaEffect(text)
 
 
 def parse_rate_group(value: Value) -> RateGroup:

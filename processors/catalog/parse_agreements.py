@@ -22,6 +22,7 @@ from processors.catalog.model import (
     AttributeType,
     MissingPolicy,
     Quota,
+    QuotaEffect,
     QuotaPolicy,
     ServiceItemType,
     Threshold,
@@ -265,14 +266,12 @@ def _check_quota(quota: Quota, item_types: Mapping[str, ServiceItemType]) -> Non
             f"{item.name} has no quota_managed attribute: its instances are not "
             "quota-checked, so an agreement cannot limit them",
         )
-    # Imported here: the quota package imports the catalog's.
-    from processors.quota.model import QuotaEffect, quota_effect
-
-    if not any(quota_effect(name) is QuotaEffect.ACQUIRE for name in item.operations):
+    if not any(op.quota is QuotaEffect.ACQUIRE for op in item.operations.values()):
         raise CatalogError.at(
             quota.ref.at("service_item_type"),
             f"none of {item.name}'s operations ({', '.join(item.operations)}) takes quota "
-            "(Create, Order, Subscribe or Deploy do), so an agreement cannot limit it",
+            "(declare `quota: acquire` on the one that creates an instance), so an agreement "
+            "cannot limit it",
         )
     if quota.attribute is None:
         return

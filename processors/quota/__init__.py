@@ -5,6 +5,7 @@ agreement (and sub-agreement), which alerts it raises and what it changes;
 ``QuotaState.apply`` records that change once the event is accepted.
 """
 
+from processors.catalog.model import QuotaEffect
 from processors.quota.check import agreements_for, check_quota
 from processors.quota.model import (
     Holding,
@@ -13,10 +14,8 @@ from processors.quota.model import (
     QuotaAlert,
     QuotaChange,
     QuotaDecision,
-    QuotaEffect,
     QuotaUsage,
     UsageKey,
-    quota_effect,
 )
 from processors.quota.state import QuotaState, QuotaStateError
 
@@ -34,5 +33,4 @@ __all__ = [
     "UsageKey",
     "agreements_for",
     "check_quota",
-    "quota_effect",
 ]

@@ -23,6 +23,7 @@ from processors.catalog.model import (
     Aggregate,
     Agreement,
     MissingPolicy,
+    QuotaEffect,
     QuotaPolicy,
     ServiceItemType,
     ThresholdAction,
@@ -41,10 +42,8 @@ from processors.quota.model import (
     QuotaAlert,
     QuotaChange,
     QuotaDecision,
-    QuotaEffect,
     QuotaUsage,
     UsageKey,
-    quota_effect,
 )
 from processors.quota.state import QuotaState
 
@@ -77,7 +76,8 @@ def check_quota(
     ``raised_at`` stamps alerts; it defaults to the event time.
     """
     item = catalog.service_item_types.get(event.service_item_type)
-    effect = quota_effect(event.operation)
+    operation = None if item is None else item.operations.get(event.operation)
+    effect = None if operation is None else operation.quota
     if item is None or effect is None or not _QUOTA_MANAGED(catalog, item.name, item):
         return QuotaDecision(event.event_id, account.account_id, allowed=True)
     try:

@@ -8,32 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import NamedTuple
 
 from processors.errors import EventRejected, ReasonCode
 
 INSTANCE = "qi"  # qi|<account>|<service item type>|<service item id>
 USAGE = "qu"  # qu|<account>|<agreement>|<quota id>
-
-
-class QuotaEffect(StrEnum):
-    ACQUIRE = "acquire"  # a new instance takes quota
-    RESIZE = "resize"  # an instance's quota-managed attributes change
-    RELEASE = "release"  # the instance gives back everything it held
-
-
-# Operations of the example catalog's item types, by what they do to quota.
-# Any other operation (Start, Stop, Snapshot, Meter ...) leaves quota alone.
-_EFFECTS = {
-    **dict.fromkeys(("Create", "Order", "Subscribe", "Deploy"), QuotaEffect.ACQUIRE),
-    **dict.fromkeys(("Resize", "Extend"), QuotaEffect.RESIZE),
-    **dict.fromkeys(("Delete", "Return", "Unsubscribe", "Remove"), QuotaEffect.RELEASE),
-}
-
-
-def quota_effect(operation: str) -> QuotaEffect | None:
-    return _EFFECTS.get(operation)
 
 
 # Keys are NamedTuples, not dataclasses: dict keys on the per-event path hash and compare

@@ -158,8 +158,9 @@ def test_a_resize_down_passes_and_a_resize_up_is_refused_once_the_agreement_is_g
 
 
 def test_a_quota_on_an_item_type_whose_operations_never_take_quota_is_refused() -> None:
-    # Which operations take quota goes by name (docs/catalog.md): a type whose instances
-    # come from "Provision" would count nothing, and its limit would hold nothing back.
+    # Undeclared, which operations take quota goes by the conventional names
+    # (docs/catalog.md): a type whose instances come from "Provision" (with no
+    # `quota: acquire`) would count nothing, and its limit would hold nothing back.
     base = BASE.replace("      - {name: Create, billable: true}\n      - {name: Delete, "
                         "billable: false}",
                         "      - {name: Provision, billable: true}\n      - {name: Delete, "
