@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import socket
 
 import redis
 from redis.backoff import NoBackoff
@@ -29,6 +31,23 @@ def api_redis_client(url: str) -> redis.Redis:
     One retry without backoff still replaces a pooled connection a Redis restart broke."""
     return redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0,
                                 decode_responses=True, retry=Retry(NoBackoff(), 1))
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """The API's socket, bound before "serving on" is logged: a taken port is one error,
+    and port 0 is logged as the port it got."""
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        # As uvicorn binds: a restart need not wait for the old connections' TIME_WAIT.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        hint = (" (another port: --port or api.port, 0 = any free one)"
+                if exc.errno == errno.EADDRINUSE else "")
+        raise RatingError(f"cannot serve on {host}:{port}: {exc.strerror or exc}{hint}"
+                          ) from None
+    return listener
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -59,16 +78,20 @@ def serve(args: argparse.Namespace) -> int:
                          page_limit=settings.api.page_limit,
                          max_page_limit=settings.api.max_page_limit)
         host = args.host or settings.api.host
-        port = settings.api.port if args.port is None else args.port
-        log.info("api: serving on http://%s:%d (history %s, %d tokens)", host, port,
-                 redact(history_url), len(tokens))
+        listener = listening_socket(host, settings.api.port if args.port is None else args.port)
+        log.info("api: serving on http://%s:%d (history %s, %d tokens)", host,
+                 listener.getsockname()[1], redact(history_url), len(tokens))
         try:
-            uvicorn.run(app, host=host, port=port, log_config=None)
-        except SystemExit as exc:  # uvicorn exits 3 when it cannot listen (logged above)
+            uvicorn.Server(uvicorn.Config(app, log_config=None)).run(sockets=[listener])
+        except KeyboardInterrupt:  # Ctrl-C: uvicorn has already shut down cleanly: exit 0
+            pass
+        except SystemExit as exc:  # uvicorn exits 3 when the app fails to start (logged)
             if exc.code in (None, 0):
                 raise
-            raise RatingError(f"cannot serve on {host}:{port}: see the error logged "
-                              "above (address in use?)") from None
+            raise RatingError(f"cannot serve on {host}:{listener.getsockname()[1]}: see the "
+                              "error logged above") from None
+        finally:
+            listener.close()
     finally:
         if feed is not None:
             feed.close()

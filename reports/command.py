@@ -3,7 +3,8 @@
 The handler parses nothing itself (stream/cli.py does) and does no arithmetic:
 it opens the billing history, hands the period's rows to a builder and the
 result to a writer, prints where the file went and the control lines, and
-fails (exit 2, one sentence) when the summary's control check does not pass.
+fails (exit 2, one sentence) when the summary's control check does not pass, or
+when ``--provider`` names a provider without rows in the period (no file then).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from reports.export import build_billing_export
 from reports.provider import build_provider_statements
 from reports.summary import build_summary
-from reports.table import PLATFORM, Report, ReportError
+from reports.table import PLATFORM, Report, ReportError, provider_label
 from reports.writers import control_text, write_csv, write_xlsx
 from sinks.history import HistoryFilter, open_history_store
 from sinks.history.model import BillingHistoryStore
@@ -85,11 +86,25 @@ def build_report(store: BillingHistoryStore, kind: str, period: str,
         # control fails rather than passing on a moving total.
         history_count = store.count(where)
         return build_summary(store.iter_rows(where), period, history_count)
-    if provider is not None and provider != PLATFORM:
-        where = HistoryFilter(billing_period=period, provider=provider)  # index, fewer rows
+    if provider is not None:
+        require_rows_of(store, period, provider)
+        if provider != PLATFORM:
+            where = HistoryFilter(billing_period=period, provider=provider)  # index, fewer rows
     if kind == "provider":
         return build_provider_statements(store.iter_rows(where), period, provider)
     return build_billing_export(store.iter_rows(where), period, provider)
+
+
+def require_rows_of(store: BillingHistoryStore, period: str, provider: str) -> None:
+    """A provider without rows in the period (a typo, say) is an error, not an empty
+    statement that reads as "nothing due"; raised before any file is written."""
+    present = sorted({provider_label(name) for name in store.providers(period)})
+    if provider in present:
+        return
+    having = (f"its providers in {period}: {', '.join(present)}" if present
+              else f"it has no rows at all for {period}")
+    raise ReportError(f"--provider {provider}: the billing history has no rows of that "
+                      f"provider for {period} ({having})")
 
 
 def parse_period(text: str) -> str:

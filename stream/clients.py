@@ -10,14 +10,17 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from processors.errors import RatingError
+from stream.kafka_log_flood import KafkaLogFloodFilter
 from stream.settings import Connections
 
 REGISTRY_TIMEOUT_S = 10
 # librdkafka's own log lines (connection failures, retries) go through Python logging, so
 # they come out in the process's format (JSON lines with --log-format json) instead of
 # librdkafka's "%3|...|FAIL|..." on stderr. The client hands them over when it is polled
-# (poll, consume, flush): a client that is never polled logs nothing.
+# (poll, consume, flush): a client that is never polled logs nothing. While a broker is
+# down they repeat many times a second: the filter shows each kind once, then a count.
 KAFKA_LOG = logging.getLogger("librdkafka")
+KAFKA_LOG.addFilter(KafkaLogFloodFilter())
 
 
 def admin_client(connections: Connections) -> AdminClient:

@@ -159,6 +159,10 @@ class BillingHistoryStore(Sink, Protocol):
     def count(self, where: HistoryFilter) -> int:
         ...
 
+    def providers(self, billing_period: str) -> list[str | None]:
+        """The providers of the period's rows, each once (None: the platform's own)."""
+        ...
+
     def month_usage(self, account_id: str, billing_period: str, rate_table: str,
                     rate_code: str) -> MonthUsage:
         """The account's rows of the period counted and summed by the database in one

@@ -227,6 +227,11 @@ def count_sql(where_sql: str) -> str:
     return f"SELECT count(*) FROM {HISTORY_TABLE} {where_sql}"
 
 
+def providers_sql(dialect: Dialect) -> str:
+    return (f"SELECT DISTINCT provider FROM {HISTORY_TABLE} "
+            f"WHERE billing_period = {dialect.placeholder}")
+
+
 def month_usage_sql(dialect: Dialect) -> str:
     """One account's month, aggregated by the database: row count, the summed quantity of
     one rate table + code, the summed credit applied. Parameters: rate_table, rate_code,

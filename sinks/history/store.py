@@ -160,6 +160,12 @@ class SqlHistoryStore:
             (total,) = cursor.fetchone()
         return int(total)
 
+    def providers(self, billing_period: str) -> list[str | None]:
+        with self._guard("list the providers of a period"):
+            cursor = self._connection().cursor()
+            cursor.execute(sql.providers_sql(self._dialect), (billing_period,))
+            return [provider for (provider,) in cursor.fetchall()]
+
     def month_usage(self, account_id: str, billing_period: str, rate_table: str,
                     rate_code: str) -> MonthUsage:
         """One statement, so one consistent snapshot; the sums are the database's (exact:

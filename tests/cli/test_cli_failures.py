@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -63,6 +65,52 @@ def test_api_with_its_port_taken_exits_2_not_3(tmp_path: Path) -> None:
                         "--port", str(port), env=_no_services())
     assert result.returncode == 2, (result.returncode, result.stderr[-500:])
     assert result.stderr.strip().splitlines()[-1].startswith("rating api: ")
+
+
+def test_api_with_its_port_taken_never_says_it_is_serving(tmp_path: Path) -> None:
+    # "api: serving on http://127.0.0.1:PORT" came first, then uvicorn's bind error.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = rating("--log-format", "text", "api", "--tokens", str(DEV_TOKENS),
+                        "--history-url", _empty_history(tmp_path), "--catalog-dir",
+                        str(EXAMPLE), "--port", str(port), env=_no_services())
+    error = _one_sentence(result, "api")
+    assert error.startswith(f"rating api: cannot serve on 127.0.0.1:{port}: Address already "
+                            "in use"), error
+    assert "serving on" not in result.stdout + result.stderr
+
+
+def test_api_on_port_0_says_the_port_it_serves_on(tmp_path: Path) -> None:
+    # It said "serving on http://127.0.0.1:0".
+    import httpx
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "--log-format", "json", "api", "--tokens",
+         str(DEV_TOKENS), "--history-url", _empty_history(tmp_path), "--catalog-dir",
+         str(EXAMPLE), "--port", "0"], cwd=REPO_ROOT, env=_no_services(),
+        stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(server.stderr or ()), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not any("serving on" in line for line in lines):
+            assert server.poll() is None, lines
+            assert time.monotonic() < deadline, lines
+            time.sleep(0.1)
+        serving = next(json.loads(line)["message"] for line in lines if "serving on" in line)
+        found = re.match(r"api: serving on http://127\.0\.0\.1:(\d+) ", serving)
+        assert found, serving
+        assert int(found[1]) != 0, serving
+        answer = httpx.get(f"http://127.0.0.1:{found[1]}/healthz", timeout=10)
+        assert answer.json() == {"status": "ok"}
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(20)
+        reader.join(5)
+    assert server.returncode == 0, lines[-5:]
 
 
 def test_settings_file_not_utf8_is_one_sentence(tmp_path: Path) -> None:
@@ -120,6 +168,35 @@ def test_report_to_an_unwritable_file_is_one_sentence(tmp_path: Path) -> None:
 
 
 # -- silent no-ops and wrong answers ----------------------------------------------------
+
+def _may_history(tmp_path: Path) -> str:
+    """May 2024 of tests/unit/reports/sample.py: rows of (platform), acme and nimbus."""
+    from sinks.base import SinkRecord
+    from sinks.history import open_history_store
+    from tests.unit.reports.sample import may_values
+
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    store = open_history_store(url)
+    store.write_batch([SinkRecord("usage.rated", 0, n, value)
+                       for n, value in enumerate(may_values())])
+    store.close()
+    return url
+
+
+@pytest.mark.parametrize("kind", ["provider", "export"])
+def test_report_of_a_provider_without_rows_is_refused_not_an_empty_statement(
+        kind: str, tmp_path: Path) -> None:
+    # It wrote "nosuch: no usage in 2024-05, nothing to invoice" and exited 0.
+    url = _may_history(tmp_path)
+    for period, having in (("2024-05", "its providers in 2024-05: (platform), acme, nimbus"),
+                           ("2024-06", "it has no rows at all for 2024-06")):
+        error = _one_sentence(rating("report", kind, "--period", period, "--provider", "nosuch",
+                                     "--history-url", url, "--out", str(tmp_path),
+                                     env=_no_services()), "report")
+        assert error == (f"rating report: --provider nosuch: the billing history has no rows "
+                         f"of that provider for {period} ({having})")
+    assert [path.name for path in tmp_path.iterdir()] == ["history.db"]  # no file written
+
 
 def test_produce_of_an_empty_file_is_refused_not_a_silent_success(tmp_path: Path) -> None:
     path = tmp_path / "events.json"

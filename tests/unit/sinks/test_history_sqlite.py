@@ -57,6 +57,16 @@ def test_batch_and_offsets_are_stored_together_and_replays_are_skipped(
     assert store.stored_offsets("other.topic") == {}
 
 
+def test_the_providers_of_a_period_each_once(store: BillingHistoryStore) -> None:
+    store.write_batch([sink_record(0), sink_record(1, provider="acme"),
+                       sink_record(2, provider="acme"),
+                       sink_record(3, provider="nimbus", billing_period="2024-06")])
+    may = store.providers("2024-05")
+    assert len(may) == 2
+    assert set(may) == {None, "acme"}  # None: the platform's own services
+    assert store.providers("2024-07") == []
+
+
 def test_records_below_the_stored_offset_are_skipped_whatever_they_carry(
         store: BillingHistoryStore) -> None:
     store.write_batch([sink_record(n, 0, n) for n in range(5)])
