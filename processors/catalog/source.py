@@ -44,20 +44,28 @@ def compose(file: str, text: str) -> yaml.Node | None:
 class Value:
     """One YAML node being read as part of a named catalog entry."""
 
-    def __init__(self, file: str, node: yaml.Node, entry: str) -> None:
+    def __init__(self, file: str, node: yaml.Node, entry: str, key: str | None = None) -> None:
         self.file = file
         self.node = node
         self.entry = entry
+        self.key = key  # the mapping key this value is under, named in its errors
 
     @property
     def ref(self) -> SourceRef:
         return SourceRef(self.file, self.node.start_mark.line + 1, self.entry)
 
     def fail(self, message: str) -> CatalogError:
-        return CatalogError.at(self.ref, message)
+        return CatalogError.at(self.ref, message if self._names_key(message) else
+                               f"{self.key}: {message}")
+
+    def _names_key(self, message: str) -> bool:
+        """True when the error names the key already: no key, or the entry or the
+        message says it (a top-level section is its own entry)."""
+        return (self.key is None or message.startswith(self.key)
+                or self.entry.rsplit(" ", 1)[-1] == self.key)
 
     def renamed(self, entry: str) -> Value:
-        return Value(self.file, self.node, entry)
+        return Value(self.file, self.node, entry, self.key)
 
     def _scalar(self, what: str) -> yaml.ScalarNode:
         if not isinstance(self.node, yaml.ScalarNode) or self.node.tag == _NULL_TAG:
@@ -157,7 +165,7 @@ class Fields:
                 raise Value(owner.file, key_node, owner.entry).fail(
                     f"unknown key {key!r} (expected one of: {expected})"
                 )
-            values[key] = Value(owner.file, value_node, owner.entry)
+            values[key] = Value(owner.file, value_node, owner.entry, key)
             lines[key] = key_node.start_mark.line + 1
         missing = sorted(required - values.keys())
         if missing:

@@ -133,7 +133,7 @@ CASES: list[tuple[str, str, tuple[str, str] | None, str]] = [
         "rate not a number",
         _table(DISK_UNIT + "    rows:\n      - {rate_code: X, unit: u, rate: ten}  # <-\n"),
         None,
-        "expected a decimal number, got 'ten'",
+        "rate: expected a decimal number, got 'ten'",  # the key, not only the entry
     ),
     (
         "rate infinite",
@@ -440,7 +440,7 @@ CASES: list[tuple[str, str, tuple[str, str] | None, str]] = [
         "service_item_types:\n  - name: Gpu\n    operations:\n"
         "      - {name: Use, billable: maybe}  # <-\n",
         None,
-        "expected true or false",
+        "billable: expected true or false",
     ),
     (
         "duplicate operation",

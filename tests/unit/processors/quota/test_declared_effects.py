@@ -76,7 +76,8 @@ def test_conventional_names_are_the_default_and_only_for_quota_managed_types() -
     ("      - {name: Create, billable: true, quota: take}\n",
      r"base.yaml.*quota must be one of acquire, resize, release, none, got 'take'"),
     ("      - {name: Create, billable: true, quota: [acquire]}\n",
-     r"base.yaml:\d+: service_item_type 'Storage' operations\[0\]: expected a text value"),
+     r"base.yaml:\d+: service_item_type 'Storage' operations\[0\]: quota: expected a text "
+     r"value"),
 ])
 def test_an_unknown_quota_effect_is_refused_at_load(operations: str, message: str) -> None:
     with pytest.raises(CatalogError, match=message):
