@@ -24,7 +24,7 @@ from processors.state import RatingState
 QUOTA_PREFIXES = ("qi|", "qu|")
 # The outcomes of a quota decision (usage.rejected); any other rejection is a bad event.
 QUOTA_REASONS = frozenset((ReasonCode.QUOTA_EXCEEDED, ReasonCode.NO_AGREEMENT,
-                           ReasonCode.NO_QUOTA))
+                           ReasonCode.NO_QUOTA, ReasonCode.UNKNOWN_INSTANCE))
 # How far ahead of the processor's clock an event's time may be. An operation is
 # published after it happened; a time far ahead is a publisher's clock or bug, and
 # rating it would move the partition's dedup horizon (newest time - window) ahead with

@@ -15,8 +15,8 @@ from processors.catalog.model import Attribute, Operation, ServiceItemType
 
 
 def item_type_summary(item: ServiceItemType) -> str:
-    billable = [op.name for op in item.operations.values() if op.billable]
-    other = [op.name for op in item.operations.values() if not op.billable]
+    billable = [_operation_name(op) for op in item.operations.values() if op.billable]
+    other = [_operation_name(op) for op in item.operations.values() if not op.billable]
     attributes = [f"{name} ({_attribute_summary(item.attributes[name])})"
                   for name in sorted(item.attributes)]
     text = (f"billable operations {', '.join(sorted(billable)) or 'none'}; "
@@ -40,6 +40,13 @@ def _attribute_summary(attribute: Attribute) -> str:
 def _attribute_changes(old: Attribute, new: Attribute) -> list[str]:
     return (changed("type", str(old.type), str(new.type))
             + changed("quota managed", old.quota_managed, new.quota_managed))
+
+
+def _operation_name(operation: Operation) -> str:
+    """The name, and what it does to quota when it does something (the names need not say)."""
+    if operation.quota is None:
+        return operation.name
+    return f"{operation.name} (quota {operation.quota})"
 
 
 def _operation_summary(operation: Operation) -> str:

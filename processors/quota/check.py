@@ -138,27 +138,22 @@ def _decide(
     try:
         targets, missing = _targets(event, account, catalog, item, chain, no_agreement)
     except EventRejected as rejected:
-        if effect is not QuotaEffect.RELEASE and (
-                held is None or not _gives_back_only(event, effect, held)):
+        if held is None or not _gives_back_only(event, effect, held):
             raise
         # Giving back what an instance holds needs no agreement or quota (a catalog or
         # setting changed since it was created): a delete or a resize down is never
         # blocked.
         targets, missing = (), rejected.reason
-    if held is None and effect is not QuotaEffect.ACQUIRE:
-        # An instance the account does not hold: it predates quota tracking, its create
-        # was lost upstream, or its OU moved to this account. The operation happened and
-        # may be billable, so it is not refused for that: a delete gives nothing back, a
-        # resize adopts the instance at the event's values (blocked like a create when
-        # they do not fit). The record says UNKNOWN_INSTANCE unless a missing agreement
-        # or quota already has the note.
-        missing = missing or ReasonCode.UNKNOWN_INSTANCE
-        if effect is QuotaEffect.RELEASE:
-            return QuotaDecision(event.event_id, account.account_id, allowed=True,
-                                 missing=missing)
-        after: Instance | None = Instance(tuple(_adopted(event, target) for target in targets))
-    elif effect is QuotaEffect.RELEASE:
-        after = None
+    if effect is not QuotaEffect.ACQUIRE and held is None:
+        raise _reject(
+            ReasonCode.UNKNOWN_INSTANCE,
+            event,
+            f"{event.operation} of {item.name} {event.service_item_id!r}, "
+            f"which account {account.account_id!r} does not hold",
+            service_item_id=event.service_item_id,
+        )
+    if effect is QuotaEffect.RELEASE:
+        after: Instance | None = None
     elif held is None:  # a new instance
         after = Instance(tuple(_hold(event, target) for target in targets))
     else:  # a resize, or a Create delivered again: the event's values replace the held ones
@@ -244,14 +239,6 @@ def _hold(event: UsageEvent, target: _Target) -> Holding:
     if target.attribute is None:
         return Holding(target.agreement, target.quota, ONE)
     return Holding(target.agreement, target.quota, _amount(event, target.attribute))
-
-
-def _adopted(event: UsageEvent, target: _Target) -> Holding:
-    """What an adopted instance holds: one of each count, and of each sum the event's value;
-    an attribute the resize does not carry counts from the first event that does."""
-    if target.attribute is not None and target.attribute not in event.attributes:
-        return Holding(target.agreement, target.quota, ZERO)
-    return _hold(event, target)
 
 
 def _resized(event: UsageEvent, holding: Holding) -> Holding:

@@ -114,8 +114,7 @@ class QuotaDecision:
     """May the event proceed, what it raises, and what it changes once accepted.
 
     ``missing`` is NO_AGREEMENT or NO_QUOTA when the event was allowed by an
-    ``allow`` policy in spite of it, else UNKNOWN_INSTANCE when it was on an instance
-    the account did not hold: put it on the record.
+    ``allow`` policy in spite of it: put it on the record.
     """
 
     event_id: str

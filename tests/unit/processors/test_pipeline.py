@@ -69,24 +69,15 @@ def test_a_blocked_event_published_again_after_a_release_gets_through() -> None:
     assert retried.rated.net_amount == Decimal("100.00")  # VM-STD 25.00 x 4 vCPU
 
 
-def test_a_republished_delete_is_a_duplicate_and_a_second_delete_gives_nothing_back() -> None:
+def test_a_republished_delete_is_a_duplicate_not_an_unknown_instance() -> None:
     state = PartitionState()
     run(vm("vm-1", "Create", 1), state)
     delete = vm("vm-1", "Delete", 2)
     assert run(delete, state).skipped == "not_billable"
-    after_delete = snapshot(state)
     assert run(delete, state).skipped == "duplicate"
-    another = run(replace(delete, event_id="another-delete"), state)
-    assert another.quota_rejection is None
-    assert another.skipped == "not_billable"
-    assert snapshot(state) == after_delete
-
-
-def test_a_billable_resize_of_an_instance_quota_never_saw_is_rated_and_noted() -> None:
-    # A VM created before the pipeline counted quota: its resize is billed, not lost.
-    outcome = run(vm("vm-old", "Resize", 1, vcpu=8), PartitionState())
-    assert outcome.rated is not None
-    assert outcome.rated.quota_note == "UNKNOWN_INSTANCE"
+    unknown = run(replace(delete, event_id="another-delete"), state).quota_rejection
+    assert unknown is not None
+    assert unknown.reason is ReasonCode.UNKNOWN_INSTANCE
 
 
 def test_a_republished_create_is_skipped_before_quota_counts_it_again() -> None:

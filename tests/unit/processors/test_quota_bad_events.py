@@ -1,5 +1,5 @@
 """Bad events met by the quota check are dead letters (usage.dlq), not quota outcomes:
-usage.rejected is for QUOTA_EXCEEDED, NO_AGREEMENT and NO_QUOTA."""
+usage.rejected is for QUOTA_EXCEEDED, NO_AGREEMENT, NO_QUOTA and UNKNOWN_INSTANCE."""
 
 from __future__ import annotations
 

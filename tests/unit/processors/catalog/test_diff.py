@@ -160,8 +160,9 @@ def test_an_added_service_item_type_is_shown_with_its_operations_and_attributes(
         "      - {name: Resize, billable: true}\n"
         "      - {name: Delete, billable: false}\n")
     assert _diff(EXAMPLE, new) == [
-        "service item type added: GpuNode (billable operations Create, Resize; "
-        "other operations Delete; attributes gpus (number, quota managed), model (string))"]
+        "service item type added: GpuNode (billable operations Create (quota acquire), "
+        "Resize (quota resize); other operations Delete (quota release); "
+        "attributes gpus (number, quota managed), model (string))"]
     assert _diff(new, EXAMPLE) == ["service item type removed: GpuNode"]
 
 

@@ -77,74 +77,19 @@ def test_delete_releases_its_holdings_even_if_the_requester_moved() -> None:
     assert state.usages() == {}
 
 
-def test_delete_of_an_unknown_instance_gives_nothing_back_and_says_so() -> None:
+def test_delete_of_an_unknown_instance_is_rejected_and_changes_nothing() -> None:
     state, clock = QuotaState(), Clock()
     run(clock.event("Create", "vm-1", vcpu=4), state)
     before = state.usages()
     decision = run(clock.event("Delete", "vm-404"), state)
-    assert decision.allowed
-    assert decision.change is None
-    assert decision.missing is ReasonCode.UNKNOWN_INSTANCE
+    assert not decision.allowed
+    assert decision.rejection is not None
+    assert decision.rejection.reason is ReasonCode.UNKNOWN_INSTANCE
+    assert decision.rejection.details["service_item_id"] == "vm-404"
     assert state.usages() == before
-
-
-def test_a_resize_of_an_unknown_instance_adopts_it_at_the_events_values() -> None:
-    # It predates quota tracking (or its create was lost): the resize happened and may be
-    # billed, so the instance is counted from here on, as a create would be.
-    state, clock = QuotaState(), Clock()
-    run(clock.event("Create", "vm-1", vcpu=4), state)
-    adopted = run(clock.event("Resize", "vm-404", vcpu=6), state)
-    assert adopted.allowed
-    assert adopted.missing is ReasonCode.UNKNOWN_INSTANCE
-    assert used(state, "eng", VM_COUNT) == 2
-    assert used(state, "eng", VM_VCPU) == 10
-    # Held from now on: a resize is an ordinary resize, a delete gives back what it holds.
-    resized = run(clock.event("Resize", "vm-404", vcpu=2), state)
-    assert resized.missing is None
-    assert used(state, "eng", VM_VCPU) == 6
-    run(clock.event("Delete", "vm-404"), state)
-    assert used(state, "eng", VM_COUNT) == 1
-    assert used(state, "eng", VM_VCPU) == 4
-
-
-def test_an_adoption_that_does_not_fit_is_blocked_like_a_create() -> None:
-    state, clock = QuotaState(), Clock()
-    run(clock.event("Create", "vm-1", vcpu=16), state)  # 16 of 20 vCPU
-    blocked = decide(clock.event("Resize", "vm-404", vcpu=8), state)
-    assert blocked.rejection is not None
-    assert blocked.rejection.reason is ReasonCode.QUOTA_EXCEEDED
-    assert blocked.rejection.details["quota"] == VM_VCPU
-
-
-def test_an_adopted_attribute_the_resize_does_not_carry_counts_from_when_it_is_known() -> None:
-    state, clock = QuotaState(), Clock()
-    adopted = run(clock.event("Resize", "vm-9", memory_gb=8), state)  # no vcpu on it
-    assert adopted.allowed
-    assert adopted.missing is ReasonCode.UNKNOWN_INSTANCE
-    assert used(state, "eng", VM_COUNT) == 1
-    assert used(state, "eng", VM_VCPU) == 0
-    run(clock.event("Resize", "vm-9", vcpu=3), state)
-    assert used(state, "eng", VM_VCPU) == 3
-    run(clock.event("Delete", "vm-9"), state)
-    assert state.usages() == {}  # everything it held is given back
-
-
-def test_a_delete_of_an_unknown_instance_is_never_refused_for_a_missing_agreement() -> None:
-    state, clock = QuotaState(), Clock()
-    for event, missing in (
-        (clock.event("Delete", "vm-404", home_ou="ops"), ReasonCode.NO_QUOTA),  # no VM quota
-        (clock.event("Delete", "vm-405", account_id="proj-x"), ReasonCode.NO_AGREEMENT),
-    ):
-        decision = check_quota(event, account_of(event), CATALOG, state,
-                               no_agreement=MissingPolicy.REJECT)
-        assert decision.allowed, decision.rejection
-        assert decision.change is None
-        assert decision.missing is missing
-    resize = clock.event("Resize", "vm-406", vcpu=1, account_id="proj-x")
-    refused = check_quota(resize, account_of(resize), CATALOG, state,
-                          no_agreement=MissingPolicy.REJECT)  # it would take quota
-    assert refused.rejection is not None
-    assert refused.rejection.reason is ReasonCode.NO_AGREEMENT
+    resize = decide(clock.event("Resize", "vm-404", vcpu=1), state)
+    assert resize.rejection is not None
+    assert resize.rejection.reason is ReasonCode.UNKNOWN_INSTANCE
 
 
 def test_exactly_at_the_limit_is_allowed_one_over_is_blocked() -> None:

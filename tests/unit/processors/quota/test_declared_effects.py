@@ -111,6 +111,22 @@ def test_the_catalog_diff_names_a_changed_quota_effect() -> None:
                for line in lines), lines
 
 
+def test_the_catalog_diff_shows_the_effects_of_an_added_item_type() -> None:
+    # Without them, an added type whose Delete is declared `quota: none` reads like one
+    # whose Delete gives quota back.
+    before = load_catalog_sources({"base.yaml": BASE})
+    after = load_catalog_sources({"base.yaml": BASE.replace("  - name: Bucket\n", (
+        "  - name: Disk\n"
+        "    attributes: [{name: gb, type: number, quota_managed: true}]\n"
+        "    operations:\n"
+        + PROVISION +
+        "  - name: Bucket\n"))})
+    assert diff_catalogs(before, after) == [
+        "service item type added: Disk (billable operations Provision (quota acquire); "
+        "other operations Decommission (quota release), Delete; "
+        "attributes gb (number, quota managed))"]
+
+
 def test_the_pipeline_follows_the_declared_effect() -> None:
     # The example catalog with VirtualMachine's Delete renamed Decommission: declared as a
     # release, eng/platform's eighth VM slot comes back and a ninth VM is rated.
