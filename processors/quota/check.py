@@ -78,7 +78,9 @@ def check_quota(
     item = catalog.service_item_types.get(event.service_item_type)
     operation = None if item is None else item.operations.get(event.operation)
     effect = None if operation is None else operation.quota
-    if item is None or effect is None or not _QUOTA_MANAGED(catalog, item.name, item):
+    # Only item types with a quota-managed attribute have operations with an effect
+    # (processors/catalog/parse.py), so the others never reach the decision.
+    if item is None or effect is None:
         return QuotaDecision(event.event_id, account.account_id, allowed=True)
     try:
         return _decide(event, account, catalog, state, item, effect, no_agreement, raised_at)
@@ -113,13 +115,6 @@ def _agreements_for(
 
 _AGREEMENTS: PerCatalog[tuple[str, AccountKind, str], tuple[UsageEvent, ResolvedAccount],
                        tuple[Agreement, ...]] = PerCatalog(_agreements_for)
-
-
-def _quota_managed(catalog: Catalog, item: ServiceItemType) -> bool:
-    return any(attribute.quota_managed for attribute in item.attributes.values())
-
-
-_QUOTA_MANAGED: PerCatalog[str, ServiceItemType, bool] = PerCatalog(_quota_managed)
 
 
 def _decide(
