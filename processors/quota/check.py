@@ -223,11 +223,11 @@ _TARGETS: PerCatalog[tuple[tuple[str, ...], str],
 
 
 def _gives_back_only(event: UsageEvent, effect: QuotaEffect, held: Instance) -> bool:
-    """A release, or a resize that takes no more of any quota than the instance holds."""
+    """A release, or a resize (or a create of the held instance, which is one) that takes
+    no more of any quota than the instance holds."""
     if effect is QuotaEffect.RELEASE:
         return True
-    return effect is not QuotaEffect.ACQUIRE and all(
-        _resized(event, holding).amount <= holding.amount for holding in held.holdings)
+    return all(_resized(event, holding).amount <= holding.amount for holding in held.holdings)
 
 
 def _hold(event: UsageEvent, target: _Target) -> Holding:

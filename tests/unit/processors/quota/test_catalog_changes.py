@@ -175,3 +175,22 @@ agreements:
     with pytest.raises(CatalogError, match=r"none of Storage's operations \(Provision, "
                                            r"Delete\) takes quota"):
         load_catalog_sources({"base.yaml": base, "agreements.yaml": agreements})
+
+
+def test_a_create_of_a_held_instance_is_a_resize_once_the_agreement_is_gone() -> None:
+    # docs/catalog.md: a Create for an instance already held is treated as a resize, so
+    # one that takes no more quota passes like a resize down; a larger one is refused.
+    with_agreement, without = catalog(VCPU_20), catalog("agreements: []\n")
+    state, clock = QuotaState(), Clock()
+    run(clock.event("Create", "vm-1", vcpu=8), state, with_agreement)
+
+    def decide(vcpu: int) -> str:
+        create = clock.event("Create", "vm-1", vcpu=vcpu)
+        decision = check_quota(create, account_of(create, without), without, state,
+                               no_agreement=MissingPolicy.REJECT)
+        state.apply(decision)
+        return decision.rejection.reason.value if decision.rejection else "allowed"
+
+    assert decide(8) == "allowed"  # sent again: takes nothing more
+    assert decide(10) == "NO_AGREEMENT"
+    assert used(state, "eng", VM_VCPU) == Decimal(8)
