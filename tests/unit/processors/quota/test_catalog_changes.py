@@ -4,7 +4,9 @@ raised, quotas no check would ever apply, nested sub-agreements."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
+from functools import partial
 
 import pytest
 
@@ -138,18 +140,26 @@ def test_nested_sub_agreement_ous_are_refused_at_load(
         catalog(text)
 
 
-def test_a_resize_down_passes_and_a_resize_up_is_refused_once_the_agreement_is_gone() -> None:
+def held_vm_after_the_agreement_is_gone() -> tuple[QuotaState, Callable[[str, int], str]]:
+    """vm-1 created with 8 vCPU under VCPU_20; then a catalog without agreements and
+    ``no_agreement: reject``: decide(operation, vcpu) applies it, "allowed" or the reason."""
     with_agreement, without = catalog(VCPU_20), catalog("agreements: []\n")
     state, clock = QuotaState(), Clock()
     run(clock.event("Create", "vm-1", vcpu=8), state, with_agreement)
 
-    def decide(vcpu: int) -> object:
-        resize = clock.event("Resize", "vm-1", vcpu=vcpu)
-        decision = check_quota(resize, account_of(resize, without), without, state,
+    def decide(operation: str, vcpu: int) -> str:
+        event = clock.event(operation, "vm-1", vcpu=vcpu)
+        decision = check_quota(event, account_of(event, without), without, state,
                                no_agreement=MissingPolicy.REJECT)
         state.apply(decision)
         return decision.rejection.reason.value if decision.rejection else "allowed"
 
+    return state, decide
+
+
+def test_a_resize_down_passes_and_a_resize_up_is_refused_once_the_agreement_is_gone() -> None:
+    state, resize = held_vm_after_the_agreement_is_gone()
+    decide = partial(resize, "Resize")
     assert decide(4) == "allowed"  # gives 4 vCPU back
     assert used(state, "eng", VM_VCPU) == Decimal(4)
     assert decide(4) == "allowed"  # the same size: takes nothing more
@@ -166,31 +176,16 @@ def test_a_quota_on_an_item_type_whose_operations_never_take_quota_is_refused() 
                         "      - {name: Provision, billable: true}\n      - {name: Delete, "
                         "billable: false}")
     assert "Provision" in base
-    agreements = """
-agreements:
-  - id: ops
-    account: acct-ops
-    quotas: [{service_item_type: Storage, aggregate: count, quota: 1}]
-"""
     with pytest.raises(CatalogError, match=r"none of Storage's operations \(Provision, "
                                            r"Delete\) takes quota"):
-        load_catalog_sources({"base.yaml": base, "agreements.yaml": agreements})
+        load_catalog_sources({"base.yaml": base, "agreements.yaml": OPS_STORAGE})
 
 
 def test_a_create_of_a_held_instance_is_a_resize_once_the_agreement_is_gone() -> None:
     # docs/catalog.md: a Create for an instance already held is treated as a resize, so
     # one that takes no more quota passes like a resize down; a larger one is refused.
-    with_agreement, without = catalog(VCPU_20), catalog("agreements: []\n")
-    state, clock = QuotaState(), Clock()
-    run(clock.event("Create", "vm-1", vcpu=8), state, with_agreement)
-
-    def decide(vcpu: int) -> str:
-        create = clock.event("Create", "vm-1", vcpu=vcpu)
-        decision = check_quota(create, account_of(create, without), without, state,
-                               no_agreement=MissingPolicy.REJECT)
-        state.apply(decision)
-        return decision.rejection.reason.value if decision.rejection else "allowed"
-
+    state, create = held_vm_after_the_agreement_is_gone()
+    decide = partial(create, "Create")
     assert decide(8) == "allowed"  # sent again: takes nothing more
     assert decide(10) == "NO_AGREEMENT"
     assert used(state, "eng", VM_VCPU) == Decimal(8)
