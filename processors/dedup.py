@@ -207,7 +207,7 @@ class DedupWindow:
         """Store an entry as is (also how state is restored); does not expire others.
         The fingerprint is checked strictly here: it comes from outside (a changelog)."""
         self._recent.pop(event_id, None)
-        self._put_us(event_id, _micros_since_epoch(seen.event_time),
+        self._put_us(event_id, micros_since_epoch(seen.event_time),
                      _strict_fingerprint_int(seen.fingerprint), seen.event_time)
 
     def put_micros(self, event_id: str, fingerprint: str, event_us: int) -> None:
@@ -221,7 +221,7 @@ class DedupWindow:
 
     def _put(self, event_id: str, event_time: datetime, fingerprint: int) -> int:
         """Hold an entry; returns its event time in µs since the epoch."""
-        event_us = _micros_since_epoch(event_time)
+        event_us = micros_since_epoch(event_time)
         self._put_us(event_id, event_us, fingerprint, event_time)
         return event_us
 
@@ -268,7 +268,7 @@ def _micros(span: timedelta) -> int:
     return (span.days * 86_400 + span.seconds) * 1_000_000 + span.microseconds
 
 
-def _micros_since_epoch(moment: datetime) -> int:
+def micros_since_epoch(moment: datetime) -> int:
     """Exact (no float): microseconds from the epoch to an aware datetime."""
     return _micros(moment - _EPOCH)
 

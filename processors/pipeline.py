@@ -3,7 +3,9 @@
 The order is the domain's: a re-published event is recognised first; quota
 runs before rating, so an operation blocked by its agreement is never billed;
 rating comes last. Nothing is written to the state unless the event gets
-through every step (a rejection anywhere leaves the state as it was).
+through every step (a rejection anywhere leaves the state as it was), but for
+one thing: quota remembers an instance whose create it blocked, so that the
+instance's later operations are refused too (``processors/quota/state.py``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from processors.state import RatingState
 QUOTA_PREFIXES = ("qi|", "qu|")
 # The outcomes of a quota decision (usage.rejected); any other rejection is a bad event.
 QUOTA_REASONS = frozenset((ReasonCode.QUOTA_EXCEEDED, ReasonCode.NO_AGREEMENT,
-                           ReasonCode.NO_QUOTA, ReasonCode.UNKNOWN_INSTANCE))
+                           ReasonCode.NO_QUOTA, ReasonCode.BLOCKED_INSTANCE,
+                           ReasonCode.RELEASED_INSTANCE))
 # How far ahead of the processor's clock an event's time may be. An operation is
 # published after it happened; a time far ahead is a publisher's clock or bug, and
 # rating it would move the partition's dedup horizon (newest time - window) ahead with
@@ -37,7 +40,7 @@ class PartitionState:
 
     def __init__(self, dedup_window: timedelta = DEFAULT_WINDOW) -> None:
         self.rating = RatingState(dedup_window=dedup_window)
-        self.quota = QuotaState()
+        self.quota = QuotaState(self.rating.dedup)
 
     def is_late(self, event_time: datetime) -> bool:
         return self.rating.is_late(event_time)
@@ -118,6 +121,7 @@ def _process_event(event: UsageEvent, origin: Origin, catalog: Catalog,
                                 "a different payload", {"event_id": event.event_id})
     decision = _quota_decision(event, catalog, state.quota, now, no_agreement, routed_account)
     if decision is not None and not decision.allowed:
+        state.quota.apply(decision)  # a blocked instance is remembered
         return EventOutcome(quota_rejection=decision.rejection)
     if fingerprint is None:
         fingerprint = payload_fingerprint(event)
@@ -129,9 +133,11 @@ def _process_event(event: UsageEvent, origin: Origin, catalog: Catalog,
         state.quota.apply(decision)
         alerts = decision.alerts
     if isinstance(outcome, Rated):
+        state.quota.expire()  # rating moved the dedup horizon
         return EventOutcome(rated=outcome.record, alerts=alerts)
     if decision is not None and decision.change is not None:
         state.rating.remember(event.event_id, fingerprint, event.event_time)
+        state.quota.expire()
     return EventOutcome(skipped=outcome.reason, alerts=alerts)
 
 
@@ -145,8 +151,8 @@ def _quota_decision(event: UsageEvent, catalog: Catalog, state: QuotaState, now:
     operation = item.operations.get(event.operation)
     if operation is None:
         return None  # rating rejects it with UNKNOWN_OPERATION (usage.dlq)
-    if operation.quota is None:
-        return None
+    if operation.quota is None and not (operation.billable and state.remembers_gone()):
+        return None  # else it may be a follow-up of a blocked create (check_quota)
     account = paying_account(event, catalog, routed_account)
     decision = check_quota(event, account, catalog, state, no_agreement=no_agreement,
                            raised_at=now)

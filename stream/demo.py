@@ -222,6 +222,7 @@ def print_summary(out: TextIO, published: int,
         gross[key] += Decimal(str(record["gross_amount"]))
         net[key] += Decimal(str(record["net_amount"]))
     reasons = Counter(str(record["reason_code"]) for record in dead)
+    refusals = Counter(str(record["reason_code"]) for record in blocked)
     skipped = published - len(rated) - len(dead) - len(blocked) - len(late)
     out.write(f"\nEvents in: {published}   rated: {len(rated)}   "
               f"blocked by quota: {len(blocked)}   dead-lettered: {len(dead)}   "
@@ -232,6 +233,10 @@ def print_summary(out: TextIO, published: int,
         out.write("Quota alerts: " + ", ".join(f"{name} x{count}" if count > 1 else name
                                                for name, count in sorted(crossings.items()))
                   + "\n")
+    if refusals:
+        out.write("Blocked by reason: " +
+                  ", ".join(f"{reason} {count}" for reason, count in refusals.most_common()) +
+                  "\n")
     if reasons:
         out.write("Dead-lettered by reason: " +
                   ", ".join(f"{reason} {count}" for reason, count in reasons.most_common()) +

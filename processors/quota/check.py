@@ -29,12 +29,16 @@ from processors.catalog.model import (
     ThresholdAction,
     quota_id,
 )
+from processors.dedup import micros_since_epoch
 from processors.errors import EventRejected, ReasonCode
 from processors.events import UsageEvent
 from processors.lookups import PerCatalog
 from processors.money import ZERO, add, multiply, subtract
 from processors.quota.alerts import crossings, rearmed
 from processors.quota.model import (
+    BLOCKED,
+    RELEASED,
+    Gone,
     Holding,
     Instance,
     InstanceKey,
@@ -81,11 +85,39 @@ def check_quota(
     # Only item types with a quota-managed attribute have operations with an effect
     # (processors/catalog/parse.py), so the others never reach the decision.
     if item is None or effect is None:
+        if (item is not None and operation is not None and operation.billable
+                and state.remembers_gone()):
+            # Snapshot...: nothing to count, but an instance whose create was blocked is
+            # not billed for anything (a non-billable Start is skipped as before).
+            key = InstanceKey(account.account_id, item.name, event.service_item_id)
+            gone = state.gone(key)
+            if gone is not None and gone.kind == BLOCKED:
+                return _follow_up_refused(event, account, item, None, key, gone)
         return QuotaDecision(event.event_id, account.account_id, allowed=True)
     try:
         return _decide(event, account, catalog, state, item, effect, no_agreement, raised_at)
     except EventRejected as rejected:
-        return QuotaDecision(event.event_id, account.account_id, False, rejection=rejected)
+        return QuotaDecision(event.event_id, account.account_id, False, rejection=rejected,
+                             change=_blocked(event, account, item, effect, state, rejected))
+
+
+BLOCKING_REASONS = frozenset((ReasonCode.QUOTA_EXCEEDED, ReasonCode.NO_AGREEMENT,
+                              ReasonCode.NO_QUOTA))
+
+
+def _blocked(event: UsageEvent, account: ResolvedAccount, item: ServiceItemType,
+             effect: QuotaEffect, state: QuotaState, rejected: EventRejected
+             ) -> QuotaChange | None:
+    """A create refused by quota is remembered (``Gone``), so its follow-ups are refused
+    too rather than taken for an instance quota has never seen."""
+    if effect is not QuotaEffect.ACQUIRE or rejected.reason not in BLOCKING_REASONS:
+        return None
+    key = InstanceKey(account.account_id, item.name, event.service_item_id)
+    at_us = micros_since_epoch(event.event_time)
+    known = state.gone(key)
+    if state.instance(key) is not None or (known is not None and known.at_us >= at_us):
+        return None
+    return QuotaChange(None, (), (key, Gone(BLOCKED, at_us)))
 
 
 def agreements_for(
@@ -127,30 +159,53 @@ def _decide(
     no_agreement: MissingPolicy,
     raised_at: datetime | None,
 ) -> QuotaDecision:
-    chain = agreements_for(event, account, catalog)
     key = InstanceKey(account.account_id, item.name, event.service_item_id)
     held = state.instance(key)
+    gone = None if held is not None else state.gone(key)
+    if gone is not None and effect is not QuotaEffect.ACQUIRE:
+        return _follow_up_refused(event, account, item, effect, key, gone)
+    if (gone is not None and gone.kind == RELEASED
+            and micros_since_epoch(event.event_time) < gone.at_us):
+        # A create older than the instance's delete (replayed after it): it happened and
+        # is billed, and holds nothing, as the instance is gone.
+        return QuotaDecision(event.event_id, account.account_id, allowed=True,
+                             change=QuotaChange(None, ()), missing=ReasonCode.RELEASED_INSTANCE)
+    chain = agreements_for(event, account, catalog)
     try:
-        targets, missing = _targets(event, account, catalog, item, chain, no_agreement)
+        targets, missing = _targets(event, account, catalog, item, chain, no_agreement,
+                                    every_sum=held is None and effect is QuotaEffect.RESIZE)
     except EventRejected as rejected:
-        if held is None or not _gives_back_only(event, effect, held):
+        if held is None and effect is QuotaEffect.RELEASE:
+            targets, missing = (), rejected.reason  # gives nothing back (below)
+        elif held is None or not _gives_back_only(event, effect, held):
             raise
-        # Giving back what an instance holds needs no agreement or quota (a catalog or
-        # setting changed since it was created): a delete or a resize down is never
-        # blocked.
-        targets, missing = (), rejected.reason
-    if effect is not QuotaEffect.ACQUIRE and held is None:
-        raise _reject(
-            ReasonCode.UNKNOWN_INSTANCE,
-            event,
-            f"{event.operation} of {item.name} {event.service_item_id!r}, "
-            f"which account {account.account_id!r} does not hold",
-            service_item_id=event.service_item_id,
-        )
+        else:
+            # Giving back what an instance holds needs no agreement or quota (a catalog or
+            # setting changed since it was created): a delete or a resize down is never
+            # blocked.
+            targets, missing = (), rejected.reason
+    now_gone: tuple[InstanceKey, Gone | None] | None = None
     if effect is QuotaEffect.RELEASE:
+        # Remembered as deleted, so that a resize or create of it replayed later does not
+        # take quota again (see the module docstring of processors/quota/state.py).
+        now_gone = (key, Gone(RELEASED, micros_since_epoch(event.event_time)))
+        if held is None:
+            # Not seen within the window: it predates quota tracking or its create was
+            # lost upstream. The delete happened and may be billable; it gives nothing back.
+            return QuotaDecision(event.event_id, account.account_id, allowed=True,
+                                 change=QuotaChange(None, (), now_gone),
+                                 missing=missing or ReasonCode.UNKNOWN_INSTANCE)
         after: Instance | None = None
-    elif held is None:  # a new instance
+    elif held is None and effect is QuotaEffect.ACQUIRE:  # a new instance
         after = Instance(tuple(_hold(event, target) for target in targets))
+        if gone is not None:  # its create blocked before, or an id used again after a delete
+            now_gone = (key, None)
+    elif held is None:
+        # A resize of an instance not seen within the window (it predates quota tracking,
+        # or its create was lost upstream): adopted at the event's values, and blocked
+        # like a create when they do not fit.
+        after = Instance(tuple(_adopted(event, target) for target in targets))
+        missing = missing or ReasonCode.UNKNOWN_INSTANCE
     else:  # a resize, or a Create delivered again: the event's values replace the held ones
         after = Instance(tuple(_resized(event, holding) for holding in held.holdings))
     usage = _usage_after(event, account, catalog, state, held, after, raised_at)
@@ -159,9 +214,31 @@ def _decide(
         account.account_id,
         allowed=True,
         alerts=tuple(alert for _, _, alerts in usage for alert in alerts),
-        change=QuotaChange((key, after), tuple((k, u) for k, u, _ in usage)),
+        change=QuotaChange((key, after), tuple((k, u) for k, u, _ in usage), now_gone),
         missing=missing,
     )
+
+
+def _follow_up_refused(event: UsageEvent, account: ResolvedAccount, item: ServiceItemType,
+                       effect: QuotaEffect | None, key: InstanceKey, gone: Gone
+                       ) -> QuotaDecision:
+    """Any operation but a create on an instance remembered as blocked or deleted is
+    refused: a blocked create's follow-ups are never billed, nor a resize or a second
+    delete of a deleted instance. The instance is remembered from the event's time if
+    later, and a delete turns a blocked instance into a deleted one."""
+    at_us = micros_since_epoch(event.event_time)
+    later = Gone(RELEASED if effect is QuotaEffect.RELEASE else gone.kind,
+                 max(at_us, gone.at_us))
+    if gone.kind == BLOCKED:
+        reason, what = ReasonCode.BLOCKED_INSTANCE, "whose create was blocked by quota"
+    else:
+        reason, what = ReasonCode.RELEASED_INSTANCE, "which was deleted"
+    rejection = _reject(reason, event,
+                        f"{event.operation} of {item.name} {event.service_item_id!r}, {what}",
+                        service_item_id=event.service_item_id)
+    change = None if later == gone else QuotaChange(None, (), (key, later))
+    return QuotaDecision(event.event_id, account.account_id, False, rejection=rejection,
+                         change=change)
 
 
 def _targets(
@@ -171,8 +248,14 @@ def _targets(
     item: ServiceItemType,
     chain: tuple[Agreement, ...],
     no_agreement: MissingPolicy,
+    *,
+    every_sum: bool = False,
 ) -> tuple[Sequence[_Target], ReasonCode | None]:
-    """Steps 1-3: the quotas a new instance counts against, or why there are none."""
+    """Steps 1-3: the quotas a new instance counts against, or why there are none.
+
+    Counted without a quota (NO_QUOTA allowed), an instance counts the quota-managed
+    attributes its event carries; ``every_sum``: all of them, for an instance adopted
+    from a resize, which may carry only some (the others count from a later resize)."""
     if not chain:
         if no_agreement is MissingPolicy.REJECT:
             raise _reject(
@@ -200,7 +283,8 @@ def _targets(
     counted += [
         _Target(master.id, quota_id(item.name, Aggregate.SUM, name), name)
         for name, attribute in sorted(item.attributes.items())
-        if attribute.quota_managed and isinstance(event.attributes.get(name), Decimal)
+        if attribute.quota_managed
+        and (every_sum or isinstance(event.attributes.get(name), Decimal))
     ]
     return counted, ReasonCode.NO_QUOTA
 
@@ -234,6 +318,14 @@ def _hold(event: UsageEvent, target: _Target) -> Holding:
     if target.attribute is None:
         return Holding(target.agreement, target.quota, ONE)
     return Holding(target.agreement, target.quota, _amount(event, target.attribute))
+
+
+def _adopted(event: UsageEvent, target: _Target) -> Holding:
+    """What an adopted instance holds: one of each count, and of each sum the event's value;
+    an attribute the resize does not carry counts from the first event that does."""
+    if target.attribute is not None and target.attribute not in event.attributes:
+        return Holding(target.agreement, target.quota, ZERO)
+    return _hold(event, target)
 
 
 def _resized(event: UsageEvent, holding: Holding) -> Holding:

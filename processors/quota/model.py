@@ -14,6 +14,9 @@ from processors.errors import EventRejected, ReasonCode
 
 INSTANCE = "qi"  # qi|<account>|<service item type>|<service item id>
 USAGE = "qu"  # qu|<account>|<agreement>|<quota id>
+# What became of an instance the account does not hold (see Gone).
+BLOCKED = "blocked"  # its create was refused by quota
+RELEASED = "released"  # it was deleted
 
 
 # Keys are NamedTuples, not dataclasses: dict keys on the per-event path hash and compare
@@ -25,6 +28,19 @@ class InstanceKey(NamedTuple):
 
     def encode(self) -> str:
         return "|".join((INSTANCE, self.account, self.service_item_type, self.service_item_id))
+
+
+class Gone(NamedTuple):
+    """An instance the account does not hold, remembered for the dedup window after its
+    last event: its create was refused by quota (BLOCKED) or it was deleted (RELEASED).
+
+    This is what tells a resize of an instance quota has never seen (it predates quota
+    tracking: adopt it) from one of a blocked or deleted instance (reject it), also when
+    the resize is replayed after the delete.
+    """
+
+    kind: str  # BLOCKED | RELEASED
+    at_us: int  # the event time of its latest event, µs since the epoch
 
 
 class UsageKey(NamedTuple):
@@ -98,15 +114,20 @@ class QuotaAlert:
 
 @dataclass(slots=True, init=False)  # one per event: see processors/events.py
 class QuotaChange:
-    """Absolute new values, computed before anything is applied."""
+    """Absolute new values, computed before anything is applied.
+
+    ``gone`` is also applied for a refused decision: a blocked create is remembered."""
 
     instance: tuple[InstanceKey, Instance | None] | None  # None instance: released
     usage: tuple[tuple[UsageKey, QuotaUsage], ...]
+    gone: tuple[InstanceKey, Gone | None] | None  # None Gone: forgotten (held again)
 
     def __init__(self, instance: tuple[InstanceKey, Instance | None] | None,
-                 usage: tuple[tuple[UsageKey, QuotaUsage], ...]) -> None:
+                 usage: tuple[tuple[UsageKey, QuotaUsage], ...],
+                 gone: tuple[InstanceKey, Gone | None] | None = None) -> None:
         self.instance = instance
         self.usage = usage
+        self.gone = gone
 
 
 @dataclass(slots=True, init=False)  # one per event: see processors/events.py
@@ -114,7 +135,9 @@ class QuotaDecision:
     """May the event proceed, what it raises, and what it changes once accepted.
 
     ``missing`` is NO_AGREEMENT or NO_QUOTA when the event was allowed by an
-    ``allow`` policy in spite of it: put it on the record.
+    ``allow`` policy in spite of it, else UNKNOWN_INSTANCE when it was a resize or delete
+    of an instance quota has not seen, or RELEASED_INSTANCE when it was a create older
+    than the instance's delete: put it on the record.
     """
 
     event_id: str

@@ -4,9 +4,15 @@ Two kinds of entry, persisted like ``processors/state.py`` (same protocol:
 ``dirty_keys`` / ``dump`` / ``load`` / ``clear_dirty`` / ``all_keys``):
 
 - ``qi|<account>|<service item type>|<service item id>`` -> the live
-  instance's holdings: ``{"holds": [{"agreement", "quota", "amount"}]}``;
+  instance's holdings: ``{"holds": [{"agreement", "quota", "amount"}]}``; or, for an
+  instance the account does not hold, ``{"at": <µs>, "gone": "blocked"}``: its create
+  was refused (``blocked``) or it was deleted (``released``), and the event time of
+  its latest event (``model.Gone``). Such an entry is kept while that time is within
+  the dedup window, then deleted: an event older than the window is late, so it can
+  never need the entry. (One key per instance: a delete writes one record, the
+  instance's new value, not a tombstone and a second entry.)
 - ``qu|<account>|<agreement>|<quota id>`` -> ``{"used": "12", "fired": [80]}``:
-  the used amount and the thresholds alerted and not yet re-armed.
+  the used amount and the thresholds alerted and not yet re-armed;
 
 Values are compact JSON with decimals as strings; ``None`` is a tombstone
 (a released instance, or a quota back at zero with nothing fired).
@@ -14,15 +20,20 @@ Values are compact JSON with decimals as strings; ``None`` is a tombstone
 
 from __future__ import annotations
 
+import heapq
 import json
 from datetime import datetime
 from decimal import Decimal
 from json.encoder import encode_basestring_ascii as _json  # what json.dumps escapes with
 
+from processors.dedup import DedupWindow
 from processors.errors import RatingError
 from processors.quota.model import (
+    BLOCKED,
     INSTANCE,
+    RELEASED,
     USAGE,
+    Gone,
     Holding,
     Instance,
     InstanceKey,
@@ -40,9 +51,15 @@ class QuotaStateError(RatingError):
 
 
 class QuotaState:
-    def __init__(self) -> None:
+    """``dedup``: the partition's dedup window, whose horizon bounds how long blocked and
+    deleted instances are remembered (without one, they are kept for good)."""
+
+    def __init__(self, dedup: DedupWindow | None = None) -> None:
         self._instances: dict[InstanceKey, Instance] = {}
         self._usage: dict[UsageKey, QuotaUsage] = {}
+        self._gone: dict[InstanceKey, Gone] = {}
+        self._gone_heap: list[tuple[int, InstanceKey]] = []  # (at_us, key), oldest first
+        self._dedup = dedup
         self._dirty: set[str] = set()
 
     # -- reading ----------------------------------------------------------
@@ -52,6 +69,21 @@ class QuotaState:
     def usage(self, key: UsageKey) -> QuotaUsage:
         return self._usage.get(key, UNUSED)
 
+    def gone(self, key: InstanceKey) -> Gone | None:
+        """What became of an instance not held, if its latest event is within the window."""
+        gone = self._gone.get(key)
+        if gone is None:
+            return None
+        horizon_us = None if self._dedup is None else self._dedup.horizon_us
+        return None if horizon_us is not None and gone.at_us < horizon_us else gone
+
+    def remembers_gone(self) -> bool:
+        """Cheap test before looking an instance up: are any instances remembered?"""
+        return bool(self._gone)
+
+    def gone_instances(self) -> dict[InstanceKey, Gone]:
+        return dict(self._gone)
+
     def instances(self) -> dict[InstanceKey, Instance]:
         return dict(self._instances)
 
@@ -60,10 +92,15 @@ class QuotaState:
 
     # -- changing ---------------------------------------------------------
     def apply(self, decision: QuotaDecision) -> None:
-        """Record an allowed decision; a rejected one changes nothing."""
-        if not decision.allowed or decision.change is None:
-            return
+        """Record an allowed decision; of a rejected one, only what it says of an instance
+        not held (a blocked create is remembered, ``QuotaChange.gone``)."""
         change = decision.change
+        if change is None:
+            return
+        if change.gone is not None:
+            self._set_gone(*change.gone)
+        if not decision.allowed:
+            return
         if change.instance is not None:
             key, instance = change.instance
             if instance is None:
@@ -79,9 +116,33 @@ class QuotaState:
                 self._usage[usage_key] = usage
             self._dirty.add(usage_key.encode())
 
+    def _set_gone(self, key: InstanceKey, gone: Gone | None) -> None:
+        if gone is None:
+            if self._gone.pop(key, None) is None:
+                return
+        else:
+            self._gone[key] = gone
+            heapq.heappush(self._gone_heap, (gone.at_us, key))
+        self._dirty.add(key.encode())
+
+    def expire(self) -> None:
+        """Forget the blocked and deleted instances whose latest event has left the dedup
+        window (deleted from the changelog with the batch). Call after each event."""
+        heap = self._gone_heap
+        horizon_us = None if self._dedup is None else self._dedup.horizon_us
+        if not heap or horizon_us is None or heap[0][0] >= horizon_us:
+            return  # the usual case
+        while heap and heap[0][0] < horizon_us:
+            at_us, key = heapq.heappop(heap)
+            gone = self._gone.get(key)
+            if gone is not None and gone.at_us == at_us:  # else a later event refreshed it
+                del self._gone[key]
+                self._dirty.add(key.encode())
+
     # -- persistence ------------------------------------------------------
     def all_keys(self) -> set[str]:
-        return {key.encode() for key in self._instances} | {key.encode() for key in self._usage}
+        return ({key.encode() for key in self._instances} | {key.encode() for key in self._usage}
+                | {key.encode() for key in self._gone})
 
     def dirty_keys(self) -> set[str]:
         return set(self._dirty)
@@ -94,7 +155,10 @@ class QuotaState:
         parsed = _parse_key(key)
         if isinstance(parsed, InstanceKey):
             instance = self._instances.get(parsed)
-            return None if instance is None else _instance_json(instance).encode()
+            if instance is not None:
+                return _instance_json(instance).encode()
+            gone = self._gone.get(parsed)
+            return None if gone is None else _gone_json(gone).encode()
         usage = self._usage.get(parsed)
         return None if usage is None else _usage_json(usage).encode()
 
@@ -104,9 +168,13 @@ class QuotaState:
         try:
             decoded = None if value is None else json.loads(value)
             if isinstance(parsed, InstanceKey):
-                if decoded is None:
-                    self._instances.pop(parsed, None)
-                else:
+                self._instances.pop(parsed, None)
+                self._gone.pop(parsed, None)
+                if decoded is not None and "gone" in decoded:
+                    gone = _gone(decoded)
+                    self._gone[parsed] = gone
+                    heapq.heappush(self._gone_heap, (gone.at_us, parsed))
+                elif decoded is not None:
                     holds = tuple(_holding(item) for item in decoded["holds"])
                     self._instances[parsed] = Instance(holds)
             elif decoded is None:
@@ -125,6 +193,18 @@ def _instance_json(instance: Instance) -> str:
     holds = ",".join(f'{{"agreement":{_json(h.agreement)},"amount":{_json(str(h.amount))},'
                      f'"quota":{_json(h.quota)}}}' for h in instance.holdings)
     return f'{{"holds":[{holds}]}}'
+
+
+def _gone_json(gone: Gone) -> str:
+    return f'{{"at":{gone.at_us},"gone":{_json(gone.kind)}}}'
+
+
+def _gone(decoded: dict[str, object]) -> Gone:
+    kind, at_us = decoded["gone"], decoded["at"]
+    if kind not in (BLOCKED, RELEASED) or not isinstance(at_us, int) or isinstance(at_us, bool):
+        raise ValueError(f"expected gone 'blocked' or 'released' and an integer at, "
+                         f"got {decoded!r}")
+    return Gone(str(kind), at_us)
 
 
 def _usage_json(usage: QuotaUsage) -> str:

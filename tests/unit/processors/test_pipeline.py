@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -11,6 +12,7 @@ import pytest
 
 from processors.catalog import load_catalog_dir
 from processors.catalog.model import MissingPolicy
+from processors.dedup import micros_since_epoch
 from processors.errors import EventRejected, ReasonCode
 from processors.events import Origin, UsageEvent
 from processors.pipeline import EventOutcome, PartitionState, process_event
@@ -54,7 +56,11 @@ def test_the_ninth_vm_of_eng_platform_is_blocked_and_never_billed() -> None:
     assert outcome.quota_rejection.reason is ReasonCode.QUOTA_EXCEEDED
     assert outcome.quota_rejection.details["agreement"] == "eng-platform"
     assert outcome.alerts == ()
-    assert snapshot(state) == before  # nothing counted, nothing remembered
+    # Nothing counted; only the blocked instance is remembered, for its follow-ups.
+    blocked = "qi|acct-eng|VirtualMachine|vm-8"
+    assert {k: v for k, v in snapshot(state).items() if k != blocked} == before
+    assert json.loads(state.dump(blocked) or b"") == {
+        "gone": "blocked", "at": micros_since_epoch(vm("vm-8", "Create", 8).event_time)}
 
 
 def test_a_blocked_event_published_again_after_a_release_gets_through() -> None:
@@ -69,15 +75,15 @@ def test_a_blocked_event_published_again_after_a_release_gets_through() -> None:
     assert retried.rated.net_amount == Decimal("100.00")  # VM-STD 25.00 x 4 vCPU
 
 
-def test_a_republished_delete_is_a_duplicate_not_an_unknown_instance() -> None:
+def test_a_republished_delete_is_a_duplicate_a_second_delete_is_refused() -> None:
     state = PartitionState()
     run(vm("vm-1", "Create", 1), state)
     delete = vm("vm-1", "Delete", 2)
     assert run(delete, state).skipped == "not_billable"
     assert run(delete, state).skipped == "duplicate"
-    unknown = run(replace(delete, event_id="another-delete"), state).quota_rejection
-    assert unknown is not None
-    assert unknown.reason is ReasonCode.UNKNOWN_INSTANCE
+    second = run(replace(delete, event_id="another-delete"), state).quota_rejection
+    assert second is not None
+    assert second.reason is ReasonCode.RELEASED_INSTANCE
 
 
 def test_a_republished_create_is_skipped_before_quota_counts_it_again() -> None:
@@ -124,7 +130,7 @@ def test_an_account_without_agreement_is_rejected_when_the_policy_says_so() -> N
     assert outcome.rated is None
     assert outcome.quota_rejection is not None
     assert outcome.quota_rejection.reason is ReasonCode.NO_AGREEMENT
-    assert state.all_keys() == set()
+    assert state.all_keys() == {"qi|acct-sales|VirtualMachine|vm-s"}  # blocked: remembered
 
 
 def test_alerts_come_with_the_rated_event_that_crossed_the_threshold() -> None:

@@ -125,7 +125,8 @@ def decide(event: UsageEvent, state: QuotaState, cat: Catalog = CATALOG) -> Quot
 
 
 def run(event: UsageEvent, state: QuotaState, cat: Catalog = CATALOG) -> QuotaDecision:
-    """Decide and, like the stream will, apply only what was allowed."""
+    """Decide and apply, like the pipeline: of a refused decision, only the blocked
+    instance it remembers."""
     decision = decide(event, state, cat)
     state.apply(decision)
     return decision

@@ -77,19 +77,18 @@ def test_delete_releases_its_holdings_even_if_the_requester_moved() -> None:
     assert state.usages() == {}
 
 
-def test_delete_of_an_unknown_instance_is_rejected_and_changes_nothing() -> None:
+def test_delete_of_an_unknown_instance_gives_nothing_back_and_is_remembered() -> None:
     state, clock = QuotaState(), Clock()
     run(clock.event("Create", "vm-1", vcpu=4), state)
     before = state.usages()
     decision = run(clock.event("Delete", "vm-404"), state)
-    assert not decision.allowed
-    assert decision.rejection is not None
-    assert decision.rejection.reason is ReasonCode.UNKNOWN_INSTANCE
-    assert decision.rejection.details["service_item_id"] == "vm-404"
+    assert decision.allowed
+    assert decision.missing is ReasonCode.UNKNOWN_INSTANCE  # on the record
     assert state.usages() == before
     resize = decide(clock.event("Resize", "vm-404", vcpu=1), state)
     assert resize.rejection is not None
-    assert resize.rejection.reason is ReasonCode.UNKNOWN_INSTANCE
+    assert resize.rejection.reason is ReasonCode.RELEASED_INSTANCE
+    assert resize.rejection.details["service_item_id"] == "vm-404"
 
 
 def test_exactly_at_the_limit_is_allowed_one_over_is_blocked() -> None:
@@ -102,7 +101,8 @@ def test_exactly_at_the_limit_is_allowed_one_over_is_blocked() -> None:
     over = run(clock.event("Create", "vm-3", vcpu=1), state)
     assert not over.allowed
     assert over.alerts == ()
-    assert over.change is None
+    assert over.change is not None
+    assert over.change.usage == ()
     assert over.rejection is not None
     assert over.rejection.reason is ReasonCode.QUOTA_EXCEEDED
     assert over.rejection.details == {
@@ -114,7 +114,7 @@ def test_exactly_at_the_limit_is_allowed_one_over_is_blocked() -> None:
         "threshold_percent": "100",
     }
     assert state.usages() == before
-    assert state.dirty_keys() == dirty
+    assert state.dirty_keys() == dirty | {"qi|acct-eng|VirtualMachine|vm-3"}
     assert state.instance(InstanceKey("acct-eng", "VirtualMachine", "vm-3")) is None
 
 

@@ -1,7 +1,8 @@
 """Random create / resize / delete sequences against the seed's VM agreement.
 
 Resizes and deletes of instances the account does not hold are part of the mix (some
-resizes without a vcpu): they are rejected (UNKNOWN_INSTANCE) and change nothing. "sales"
+resizes without a vcpu): a resize of an instance never seen adopts it, one of a blocked or
+deleted instance is refused, and a delete of one never seen gives nothing back. "sales"
 has no VM quota: its VMs are counted without a limit (NO_QUOTA).
 """
 
@@ -12,6 +13,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from processors.errors import ReasonCode
 from processors.quota import QuotaState, UsageKey
 from tests.unit.processors.quota.factories import CATALOG, VM_COUNT, VM_VCPU, Clock, run
 
@@ -124,24 +126,43 @@ def _agreements(ou: str) -> tuple[str, ...]:
 @settings(max_examples=500, deadline=None)
 @given(steps)
 def test_each_live_instance_counts_once_with_its_latest_vcpu(sequence: list[Step]) -> None:
-    # The model: an allowed create takes one VM and its vcpu from the agreements of the
-    # OU it was created in; a resize of a live instance sets the vcpu it carries; a delete
-    # gives it all back; a resize or delete of an instance not held is rejected.
+    # The model: an allowed create, or resize of an instance never seen (adopted), takes
+    # one VM and its vcpu (0 if the event has none) from the agreements of the OU it was in;
+    # a resize of a live instance sets the vcpu it carries; a delete gives it all back. An
+    # instance whose create was refused, or which was deleted, is remembered: a resize or
+    # delete of it is refused (BLOCKED_INSTANCE, RELEASED_INSTANCE); a delete of a blocked
+    # one makes it deleted; a create takes it anew.
     state, clock = QuotaState(), Clock()
     live: dict[tuple[str, str], tuple[tuple[str, ...], int]] = {}
+    gone: dict[tuple[str, str], ReasonCode] = {}
     for operation, item_id, drawn, ou in sequence:
         numbers = _numbers(operation, drawn)
         decision = run(clock.event(operation, item_id, home_ou=ou, **numbers), state)
-        if not decision.allowed:
-            continue
         key, vcpu = (decision.account_id, item_id), numbers.get("vcpu")
+        if key not in live and key in gone and operation != "Create":
+            assert decision.rejection is not None
+            assert decision.rejection.reason is gone[key]
+            if operation == "Delete":
+                gone[key] = ReasonCode.RELEASED_INSTANCE
+            continue
+        if not decision.allowed:
+            assert decision.rejection is not None
+            if operation == "Create":
+                gone[key] = ReasonCode.BLOCKED_INSTANCE
+            continue
+        # Not seen before: the record says so, unless it already says NO_QUOTA ("sales").
+        unseen = ReasonCode.NO_QUOTA if ou == "sales" else ReasonCode.UNKNOWN_INSTANCE
         if operation == "Delete":
+            assert (key in live) == (decision.missing is not unseen) or ou == "sales"
             live.pop(key, None)
+            gone[key] = ReasonCode.RELEASED_INSTANCE
         elif key in live:
             agreements, held = live[key]
             live[key] = (agreements, held if vcpu is None else vcpu)
-        elif operation == "Create":
+        else:
+            assert operation == "Create" or decision.missing is unseen
             live[key] = (_agreements(ou), vcpu or 0)
+            gone.pop(key, None)
     expected: dict[UsageKey, Decimal] = {}
     for (account, _), (agreements, held) in live.items():
         for agreement in agreements:

@@ -6,7 +6,9 @@ import json
 
 import pytest
 
+from processors.dedup import micros_since_epoch
 from processors.quota import QuotaState, QuotaStateError
+from processors.quota.model import RELEASED, Gone, InstanceKey
 from tests.unit.processors.quota.factories import Clock, run
 
 
@@ -41,17 +43,21 @@ def test_round_trip_restores_the_next_decision_exactly() -> None:
     assert run(event, copy) == run(event, state)
 
 
-def test_released_entries_become_tombstones() -> None:
+def test_released_entries_become_tombstones_and_the_instance_is_remembered() -> None:
     state, clock = QuotaState(), Clock()
     run(clock.event("Create", "vm-1", vcpu=4), state)
     copy = _restored(state)
     state.clear_dirty()
-    run(clock.event("Delete", "vm-1"), state)
-    assert state.all_keys() == set()
+    delete = clock.event("Delete", "vm-1")
+    run(delete, state)
+    gone = "qi|acct-eng|VirtualMachine|vm-1"
+    assert state.all_keys() == {gone}
     for key in state.dirty_keys():
-        assert state.dump(key) is None
-        copy.load(key, None)
-    assert copy.all_keys() == set()
+        assert (state.dump(key) is None) == (key != gone)
+        copy.load(key, state.dump(key))
+    assert copy.all_keys() == {gone}
+    assert copy.gone(InstanceKey("acct-eng", "VirtualMachine", "vm-1")) == Gone(
+        RELEASED, micros_since_epoch(delete.event_time))
 
 
 @pytest.mark.parametrize(
@@ -62,6 +68,10 @@ def test_released_entries_become_tombstones() -> None:
         ("qu|a|b|c", b"not json"),
         ("qu|a|b|c", b'{"used": "1"}'),
         ("qi|a|b|c", b'{"holds": [{"quota": "q"}]}'),
+        ("qi|a|b", b'{"at": 1, "gone": "blocked"}'),
+        ("qi|a|b|c", b'{"at": 1, "gone": "lost"}'),
+        ("qi|a|b|c", b'{"at": "1", "gone": "released"}'),
+        ("qi|a|b|c", b'{"gone": "released"}'),
     ],
 )
 def test_unreadable_entries_fail_loudly(key: str, value: bytes) -> None:
