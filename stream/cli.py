@@ -11,6 +11,7 @@ from pathlib import Path
 from processors.errors import RatingError
 from stream import commands
 from stream.cli_types import real_in, whole
+from stream.clients import KAFKA_LOG_FLOOD
 from stream.logs import LOG_FORMATS, configure_logging
 from stream.settings import DEFAULT_SETTINGS_FILE, load_settings
 
@@ -179,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         configure_logging(logging.DEBUG if args.verbose else _log_level(args.settings),
                           args.log_format, sys.stderr)
-        return handler(args)
+        return _run(handler, args)
     except RatingError as exc:
         print(f"rating {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -192,6 +193,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, as a shell reports it
+
+
+def _run(handler: Handler, args: argparse.Namespace) -> int:
+    """The command, then the Kafka clients' log counts still held back (stream/clients.py
+    also does at exit, but here they come before the error line, which stays the last)."""
+    try:
+        return handler(args)
+    finally:
+        KAFKA_LOG_FLOOD.flush_all()
 
 
 def _log_level(settings_file: Path) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 from typing import Any
 
@@ -18,9 +19,14 @@ REGISTRY_TIMEOUT_S = 10
 # they come out in the process's format (JSON lines with --log-format json) instead of
 # librdkafka's "%3|...|FAIL|..." on stderr. The client hands them over when it is polled
 # (poll, consume, flush): a client that is never polled logs nothing. While a broker is
-# down they repeat many times a second: the filter shows each kind once, then a count.
+# down they repeat many times a second: the filter shows each kind once, then a count; the
+# count of a flood's last stretch comes once its interval is over (the filter's own timer)
+# or, at the latest, when the process exits.
 KAFKA_LOG = logging.getLogger("librdkafka")
-KAFKA_LOG.addFilter(KafkaLogFloodFilter())
+KAFKA_LOG_FLOOD = KafkaLogFloodFilter(KAFKA_LOG)
+KAFKA_LOG.addFilter(KAFKA_LOG_FLOOD)
+# Before logging's own atexit (registered first, so run last) closes the handlers.
+atexit.register(KAFKA_LOG_FLOOD.flush_all)
 
 
 def admin_client(connections: Connections) -> AdminClient:
