@@ -39,6 +39,7 @@ from faust.types import Message
 from bench.faust_runner import FIRST_EVENT_FILE
 from processors.catalog.model import MissingPolicy
 from processors.pipeline import PartitionState
+from processors.quota.model import UnknownInstances
 from stream.catalog_feed import CatalogFeed
 from stream.clients import reading_consumer, registry_client
 from stream.contracts import build_codecs
@@ -178,7 +179,8 @@ def _stages() -> _Stages:
     store = TableStateStore(lambda: PartitionState(dedup_window=window))
     # RaterStage only calls state/changelog_records/restore/drop/reset on its store.
     rater = RaterStage(codecs, TOPICS, lambda: catalog, store,
-                       no_agreement=MissingPolicy(SETTINGS.processor.no_agreement))
+                       no_agreement=MissingPolicy(SETTINGS.processor.no_agreement),
+                       unknown_instances=UnknownInstances(SETTINGS.processor.unknown_instances))
     return _Stages(RouterStage(codecs, TOPICS, lambda: catalog), rater)
 
 

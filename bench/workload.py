@@ -20,6 +20,7 @@ from processors.catalog.model import MissingPolicy
 from processors.errors import EventRejected
 from processors.events import Origin, UsageEvent
 from processors.pipeline import PartitionState, process_event
+from processors.quota.model import UnknownInstances
 from stream.codec import event_from_avro, rated_to_avro
 from stream.contracts import Codecs
 from stream.publisher import validate_event
@@ -88,6 +89,7 @@ def dry_run(records: list[tuple[bytes, bytes]], codecs: Codecs, catalog: Catalog
     """
     state = PartitionState(dedup_window=timedelta(days=settings.processor.dedup_window_days))
     policy = MissingPolicy(settings.processor.no_agreement)
+    unknown_instances = UnknownInstances(settings.processor.unknown_instances)
     counts = dict.fromkeys(("routed", "rated", "quota_rejected", "alerts", "late", "skipped",
                             "router_dead_letters", "rater_dead_letters"), 0)
     started = time.perf_counter()
@@ -104,7 +106,7 @@ def dry_run(records: list[tuple[bytes, bytes]], codecs: Codecs, catalog: Catalog
             continue
         try:
             outcome = process_event(event, DRY_RUN_ORIGIN, catalog, state, datetime.now(UTC),
-                                    policy)
+                                    policy, unknown_instances=unknown_instances)
         except EventRejected:
             counts["rater_dead_letters"] += 1
             continue

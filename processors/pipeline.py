@@ -20,14 +20,15 @@ from processors.errors import EventRejected, ReasonCode
 from processors.events import Origin, RatedUsage, UsageEvent
 from processors.lookups import paying_account
 from processors.quota import QuotaAlert, QuotaDecision, QuotaState, check_quota
+from processors.quota.model import UnknownInstances
 from processors.rating import DUPLICATE, Rated, inexact, rate
 from processors.state import RatingState
 
 QUOTA_PREFIXES = ("qi|", "qu|")
 # The outcomes of a quota decision (usage.rejected); any other rejection is a bad event.
 QUOTA_REASONS = frozenset((ReasonCode.QUOTA_EXCEEDED, ReasonCode.NO_AGREEMENT,
-                           ReasonCode.NO_QUOTA, ReasonCode.BLOCKED_INSTANCE,
-                           ReasonCode.RELEASED_INSTANCE))
+                           ReasonCode.NO_QUOTA, ReasonCode.UNKNOWN_INSTANCE,
+                           ReasonCode.BLOCKED_INSTANCE, ReasonCode.RELEASED_INSTANCE))
 # How far ahead of the processor's clock an event's time may be. An operation is
 # published after it happened; a time far ahead is a publisher's clock or bug, and
 # rating it would move the partition's dedup horizon (newest time - window) ahead with
@@ -86,22 +87,26 @@ class EventOutcome:
 def process_event(event: UsageEvent, origin: Origin, catalog: Catalog,
                   state: PartitionState, now: datetime,
                   no_agreement: MissingPolicy = MissingPolicy.ALLOW,
-                  routed_account: str | None = None) -> EventOutcome:
+                  routed_account: str | None = None,
+                  unknown_instances: UnknownInstances = UnknownInstances.REJECT
+                  ) -> EventOutcome:
     """Dedup, quota and rating of one event; raises ``EventRejected``, changing nothing,
     when it cannot be processed (any other exception is a bug and stops the loop).
 
     ``routed_account``: the account the router keyed the event by, which pays for it
-    (``processors.lookups.paying_account``); None resolves it from ``catalog``."""
+    (``processors.lookups.paying_account``); None resolves it from ``catalog``.
+    ``no_agreement`` and ``unknown_instances``: the quota settings (check_quota)."""
     try:
-        return _process_event(event, origin, catalog, state, now, no_agreement,
-                              routed_account)
+        return _process_event(event, origin, catalog, state, now,
+                              (no_agreement, unknown_instances), routed_account)
     except ArithmeticError as error:  # an amount that cannot be exact: processors/money.py
         raise inexact(event, error) from None
 
 
 def _process_event(event: UsageEvent, origin: Origin, catalog: Catalog,
                    state: PartitionState, now: datetime,
-                   no_agreement: MissingPolicy, routed_account: str | None) -> EventOutcome:
+                   policies: tuple[MissingPolicy, UnknownInstances],
+                   routed_account: str | None) -> EventOutcome:
     if event.event_time > now + MAX_AHEAD:
         raise EventRejected(ReasonCode.INVALID_EVENT,
                             f"event {event.event_id}: event_time {event.event_time.isoformat()} "
@@ -119,7 +124,7 @@ def _process_event(event: UsageEvent, origin: Origin, catalog: Catalog,
             raise EventRejected(ReasonCode.DUPLICATE_CONFLICT,
                                 f"event {event.event_id}: this id was already processed with "
                                 "a different payload", {"event_id": event.event_id})
-    decision = _quota_decision(event, catalog, state.quota, now, no_agreement, routed_account)
+    decision = _quota_decision(event, catalog, state.quota, now, policies, routed_account)
     if decision is not None and not decision.allowed:
         state.quota.apply(decision)  # a blocked instance is remembered
         return EventOutcome(quota_rejection=decision.rejection)
@@ -142,7 +147,8 @@ def _process_event(event: UsageEvent, origin: Origin, catalog: Catalog,
 
 
 def _quota_decision(event: UsageEvent, catalog: Catalog, state: QuotaState, now: datetime,
-                    no_agreement: MissingPolicy, routed_account: str | None
+                    policies: tuple[MissingPolicy, UnknownInstances],
+                    routed_account: str | None
                     ) -> QuotaDecision | None:
     """The quota decision, or None when the event has nothing to do with quotas."""
     item = catalog.service_item_types.get(event.service_item_type)
@@ -154,7 +160,8 @@ def _quota_decision(event: UsageEvent, catalog: Catalog, state: QuotaState, now:
     if operation.quota is None and not (operation.billable and state.remembers_gone()):
         return None  # else it may be a follow-up of a blocked create (check_quota)
     account = paying_account(event, catalog, routed_account)
-    decision = check_quota(event, account, catalog, state, no_agreement=no_agreement,
+    decision = check_quota(event, account, catalog, state, no_agreement=policies[0],
+                           unknown_instances=policies[1],
                            raised_at=now)
     if decision.rejection is not None and decision.rejection.reason not in QUOTA_REASONS:
         raise decision.rejection  # a bad event (BAD_ATTRIBUTE, NEGATIVE_QUANTITY): usage.dlq

@@ -14,6 +14,7 @@ from types import FrameType
 from processors.catalog.model import MissingPolicy
 from processors.errors import RatingError
 from processors.pipeline import PartitionState
+from processors.quota.model import UnknownInstances
 from stream.catalog_feed import CatalogFeed, WaitStopped
 from stream.clients import (
     admin_client,
@@ -112,7 +113,9 @@ def _run(settings: Settings, connections: Connections, options: RunOptions,
                                     log_ends_of(admin_client(connections)), undecided_s)
         stages.append(RaterStage(codecs, topics, lambda: feed.current, store,
                                  no_agreement=MissingPolicy(settings.processor.no_agreement),
-                                 handoff=handoff))
+                                 handoff=handoff,
+                                 unknown_instances=UnknownInstances(
+                                     settings.processor.unknown_instances)))
     licences: SubscriptionStage | None = None
     if "subscriptions" in options.stages:
         licences = build_subscription_stage(codecs, connections, topics, lambda: feed.current,

@@ -77,7 +77,7 @@ TOP_LEVEL_KEYS = ("topics", "processor", "catalog_dir", "workload_file", "log_le
                   "api")
 TOPIC_SPEC_KEYS = ("name", "partitions", "cleanup", "retention_hours")
 PROCESSOR_KEYS = ("group_id", "batch_size", "batch_timeout_s", "transaction_timeout_ms",
-                  "dedup_window_days", "no_agreement")
+                  "dedup_window_days", "no_agreement", "unknown_instances")
 SINKS_KEYS = ("history_url",)
 API_KEYS = ("host", "port", "tokens_file", "page_limit", "max_page_limit")
 
@@ -123,6 +123,7 @@ class ProcessorSettings:
     transaction_timeout_ms: int
     dedup_window_days: int
     no_agreement: str  # "allow" | "reject"
+    unknown_instances: str = "reject"  # "reject" | "adopt" (processors/quota/model.py)
 
 
 @dataclass(frozen=True)
@@ -341,7 +342,8 @@ def _topic_spec(raw: Any, path: Path, role: str) -> TopicSpec:
 
 
 def _processor(raw: Any, path: Path, env: dict[str, str]) -> ProcessorSettings:
-    required = [key for key in PROCESSOR_KEYS if key != "no_agreement"]  # it defaults to allow
+    # no_agreement defaults to allow, unknown_instances to reject
+    required = [key for key in PROCESSOR_KEYS if key not in ("no_agreement", "unknown_instances")]
     section = _Section.read(path, "processor", raw, PROCESSOR_KEYS, required)
     group_id = section.text("group_id")
     return ProcessorSettings(
@@ -352,6 +354,7 @@ def _processor(raw: Any, path: Path, env: dict[str, str]) -> ProcessorSettings:
                                                TRANSACTION_TIMEOUT_MS),
         dedup_window_days=section.integer("dedup_window_days", DEDUP_WINDOW_DAYS),
         no_agreement=section.choice("no_agreement", ("allow", "reject"), "allow"),
+        unknown_instances=section.choice("unknown_instances", ("reject", "adopt"), "reject"),
     )
 
 

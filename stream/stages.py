@@ -25,6 +25,7 @@ from processors.lookups import account_of
 from processors.money import ZERO
 from processors.pipeline import process_event
 from processors.quota import QuotaAlert
+from processors.quota.model import UnknownInstances
 from stream import metrics
 from stream.codec import alert_to_avro, rated_to_bytes, read_event, rejection_to_bytes
 from stream.contracts import Codecs
@@ -261,12 +262,14 @@ class RaterStage(_DecodingStage):
                  store: RaterStateStore,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  no_agreement: MissingPolicy = MissingPolicy.ALLOW,
-                 handoff: DecodedEvents | None = None):
+                 handoff: DecodedEvents | None = None,
+                 unknown_instances: UnknownInstances = UnknownInstances.REJECT):
         super().__init__(codecs, topics, clock)
         self._catalog = catalog
         self._store = store
         self._handoff = handoff
         self._no_agreement = no_agreement
+        self._unknown_instances = unknown_instances
         self._blocked: dict[str, int] = {}  # quota rejections of the batch, by reason
         self._end_to_end = _HistogramTally(metrics.END_TO_END_SECONDS)
         self._rated_sums = _RatedTally()
@@ -287,7 +290,8 @@ class RaterStage(_DecodingStage):
             # The key is the account the router chose: it pays (paying_account).
             key = message.key()
             outcome = process_event(event, origin, self._catalog(), state, self._clock(),
-                                    self._no_agreement, None if key is None else key.decode())
+                                    self._no_agreement, None if key is None else key.decode(),
+                                    self._unknown_instances)
         except EventRejected as rejection:
             return [self._reject(message, rejection, event)]
         outputs = [self._alert(alert) for alert in outcome.alerts] if outcome.alerts else []

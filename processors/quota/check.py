@@ -38,6 +38,7 @@ from processors.quota.alerts import crossings, rearmed
 from processors.quota.model import (
     BLOCKED,
     RELEASED,
+    WITHDRAWN,
     Gone,
     Holding,
     Instance,
@@ -47,6 +48,7 @@ from processors.quota.model import (
     QuotaChange,
     QuotaDecision,
     QuotaUsage,
+    UnknownInstances,
     UsageKey,
 )
 from processors.quota.state import QuotaState
@@ -71,13 +73,16 @@ def check_quota(
     state: QuotaState,
     *,
     no_agreement: MissingPolicy = MissingPolicy.ALLOW,
+    unknown_instances: UnknownInstances = UnknownInstances.REJECT,
     raised_at: datetime | None = None,
 ) -> QuotaDecision:
     """Decide ``event`` under the account's agreements; reads ``state``, never changes it.
 
     ``no_agreement`` is what to do for an account without a master agreement
     (allowed events are still tracked, so a later delete is understood).
-    ``raised_at`` stamps alerts; it defaults to the event time.
+    ``unknown_instances`` is what to do with a resize or delete of an instance neither
+    held nor remembered (``UnknownInstances``). ``raised_at`` stamps alerts; it defaults
+    to the event time.
     """
     item = catalog.service_item_types.get(event.service_item_type)
     operation = None if item is None else item.operations.get(event.operation)
@@ -91,11 +96,12 @@ def check_quota(
             # not billed for anything (a non-billable Start is skipped as before).
             key = InstanceKey(account.account_id, item.name, event.service_item_id)
             gone = state.gone(key)
-            if gone is not None and gone.kind == BLOCKED:
+            if gone is not None and gone.kind != RELEASED:  # blocked, or blocked then deleted
                 return _follow_up_refused(event, account, item, None, key, gone)
         return QuotaDecision(event.event_id, account.account_id, allowed=True)
     try:
-        return _decide(event, account, catalog, state, item, effect, no_agreement, raised_at)
+        return _decide(event, account, catalog, state, item, effect,
+                       (no_agreement, unknown_instances), raised_at)
     except EventRejected as rejected:
         return QuotaDecision(event.event_id, account.account_id, False, rejection=rejected,
                              change=_blocked(event, account, item, effect, state, rejected))
@@ -156,59 +162,52 @@ def _decide(
     state: QuotaState,
     item: ServiceItemType,
     effect: QuotaEffect,
-    no_agreement: MissingPolicy,
+    policies: tuple[MissingPolicy, UnknownInstances],
     raised_at: datetime | None,
 ) -> QuotaDecision:
     key = InstanceKey(account.account_id, item.name, event.service_item_id)
     held = state.instance(key)
     gone = None if held is not None else state.gone(key)
-    if gone is not None and effect is not QuotaEffect.ACQUIRE:
-        return _follow_up_refused(event, account, item, effect, key, gone)
-    if (gone is not None and gone.kind == RELEASED
-            and micros_since_epoch(event.event_time) < gone.at_us):
-        # A create older than the instance's delete (replayed after it): it happened and
-        # is billed, and holds nothing, as the instance is gone.
-        return QuotaDecision(event.event_id, account.account_id, allowed=True,
-                             change=QuotaChange(None, ()), missing=ReasonCode.RELEASED_INSTANCE)
-    chain = agreements_for(event, account, catalog)
-    try:
-        targets, missing = _targets(event, account, catalog, item, chain, no_agreement,
-                                    every_sum=held is None and effect is QuotaEffect.RESIZE)
-    except EventRejected as rejected:
-        if held is None and effect is QuotaEffect.RELEASE:
-            targets, missing = (), rejected.reason  # gives nothing back (below)
-        elif held is None or not _gives_back_only(event, effect, held):
-            raise
-        else:
-            # Giving back what an instance holds needs no agreement or quota (a catalog or
-            # setting changed since it was created): a delete or a resize down is never
-            # blocked.
-            targets, missing = (), rejected.reason
+    if gone is not None:
+        refused = _of_gone(event, account, item, effect, key, gone)
+        if refused is not None:
+            return refused
+    elif held is None and effect is not QuotaEffect.ACQUIRE and \
+            policies[1] is UnknownInstances.REJECT:
+        raise _reject(
+            ReasonCode.UNKNOWN_INSTANCE,
+            event,
+            f"{event.operation} of {item.name} {event.service_item_id!r}, "
+            f"which account {account.account_id!r} does not hold",
+            service_item_id=event.service_item_id,
+        )
+    # A create not newer than its instance's delete (see _of_gone): it must fit like any
+    # create, and then holds nothing, as the instance is gone (below).
+    before_delete = (gone is not None and gone.kind == RELEASED
+                     and micros_since_epoch(event.event_time) <= gone.at_us)
+    targets, missing = _targets_of(event, account, catalog, item, effect, held, policies[0])
     now_gone: tuple[InstanceKey, Gone | None] | None = None
     if effect is QuotaEffect.RELEASE:
         # Remembered as deleted, so that a resize or create of it replayed later does not
         # take quota again (see the module docstring of processors/quota/state.py).
         now_gone = (key, Gone(RELEASED, micros_since_epoch(event.event_time)))
         if held is None:
-            # Not seen within the window: it predates quota tracking or its create was
-            # lost upstream. The delete happened and may be billable; it gives nothing back.
+            # Not seen within the window (adopt): it predates quota tracking or its create
+            # was lost upstream. The delete happened and may be billable; it gives nothing
+            # back.
             return QuotaDecision(event.event_id, account.account_id, allowed=True,
                                  change=QuotaChange(None, (), now_gone),
                                  missing=missing or ReasonCode.UNKNOWN_INSTANCE)
-        after: Instance | None = None
-    elif held is None and effect is QuotaEffect.ACQUIRE:  # a new instance
-        after = Instance(tuple(_hold(event, target) for target in targets))
-        if gone is not None:  # its create blocked before, or an id used again after a delete
-            now_gone = (key, None)
-    elif held is None:
-        # A resize of an instance not seen within the window (it predates quota tracking,
-        # or its create was lost upstream): adopted at the event's values, and blocked
-        # like a create when they do not fit.
-        after = Instance(tuple(_adopted(event, target) for target in targets))
-        missing = missing or ReasonCode.UNKNOWN_INSTANCE
-    else:  # a resize, or a Create delivered again: the event's values replace the held ones
-        after = Instance(tuple(_resized(event, holding) for holding in held.holdings))
-    usage = _usage_after(event, account, catalog, state, held, after, raised_at)
+    elif held is None and effect is QuotaEffect.ACQUIRE and gone is not None \
+            and not before_delete:
+        now_gone = (key, None)  # its create blocked before, or an id used again
+    elif held is None and effect is QuotaEffect.RESIZE:
+        missing = missing or ReasonCode.UNKNOWN_INSTANCE  # adopted (_instance_after)
+    after = _instance_after(event, effect, held, targets)
+    usage = _usage_after(event, account, catalog, state, held, after, raised_at)  # may block
+    if before_delete:
+        return QuotaDecision(event.event_id, account.account_id, allowed=True,
+                             change=QuotaChange(None, ()), missing=ReasonCode.RELEASED_INSTANCE)
     return QuotaDecision(
         event.event_id,
         account.account_id,
@@ -219,17 +218,68 @@ def _decide(
     )
 
 
+def _targets_of(event: UsageEvent, account: ResolvedAccount, catalog: Catalog,
+                item: ServiceItemType, effect: QuotaEffect, held: Instance | None,
+                no_agreement: MissingPolicy) -> tuple[Sequence[_Target], ReasonCode | None]:
+    """``_targets``, but giving back needs no agreement or quota: a delete, or a resize
+    down of a held instance, is never refused for one missing (the catalog or the setting
+    changed since the instance was created); the reason goes on the record."""
+    chain = agreements_for(event, account, catalog)
+    try:
+        return _targets(event, account, catalog, item, chain, no_agreement,
+                        every_sum=held is None and effect is QuotaEffect.RESIZE)
+    except EventRejected as rejected:
+        if effect is not QuotaEffect.RELEASE and (
+                held is None or not _gives_back_only(event, effect, held)):
+            raise
+        return (), rejected.reason
+
+
+def _instance_after(event: UsageEvent, effect: QuotaEffect, held: Instance | None,
+                    targets: Sequence[_Target]) -> Instance | None:
+    """What the instance holds after the event: nothing once released; for a new one, a
+    hold per target; for a resize of an instance not held, adopted at the event's values
+    (blocked like a create when they do not fit); else the held ones, resized (a Create
+    delivered again is a resize)."""
+    if effect is QuotaEffect.RELEASE:
+        return None
+    if held is None and effect is QuotaEffect.ACQUIRE:
+        return Instance(tuple(_hold(event, target) for target in targets))
+    if held is None:
+        return Instance(tuple(_adopted(event, target) for target in targets))
+    return Instance(tuple(_resized(event, holding) for holding in held.holdings))
+
+
+def _of_gone(event: UsageEvent, account: ResolvedAccount, item: ServiceItemType,
+             effect: QuotaEffect, key: InstanceKey, gone: Gone) -> QuotaDecision | None:
+    """The refusal of an operation on an instance remembered as gone; None for a create.
+    A create not newer than the instance's delete (replayed after it; the same time is
+    "not newer": a delete never precedes its own create) is refused when quota blocked
+    it before the delete (still the blocked create, never billed); else it happened: it
+    is billed if it fits, and holds nothing (``_decide``)."""
+    if effect is not QuotaEffect.ACQUIRE:
+        return _follow_up_refused(event, account, item, effect, key, gone)
+    if gone.kind == WITHDRAWN and micros_since_epoch(event.event_time) <= gone.at_us:
+        return _follow_up_refused(event, account, item, effect, key, gone)
+    return None
+
+
 def _follow_up_refused(event: UsageEvent, account: ResolvedAccount, item: ServiceItemType,
                        effect: QuotaEffect | None, key: InstanceKey, gone: Gone
                        ) -> QuotaDecision:
     """Any operation but a create on an instance remembered as blocked or deleted is
-    refused: a blocked create's follow-ups are never billed, nor a resize or a second
-    delete of a deleted instance. The instance is remembered from the event's time if
-    later, and a delete turns a blocked instance into a deleted one."""
+    refused, and a create of a withdrawn one (blocked, then deleted) not newer than the
+    delete: a blocked create and its follow-ups are never billed, nor a resize or a
+    second delete of a deleted instance. A blocked or withdrawn instance is remembered
+    from the event's time if later (a deleted one keeps its delete's time), and a delete
+    turns a blocked instance into a withdrawn one."""
     at_us = micros_since_epoch(event.event_time)
-    later = Gone(RELEASED if effect is QuotaEffect.RELEASE else gone.kind,
-                 max(at_us, gone.at_us))
-    if gone.kind == BLOCKED:
+    kind = WITHDRAWN if gone.kind == BLOCKED and effect is QuotaEffect.RELEASE else gone.kind
+    # A deleted instance keeps its delete's time: "a create older than the delete" is
+    # measured against it, and a refused follow-up stamped later must not move it.
+    later = gone if kind == RELEASED else Gone(kind, max(at_us, gone.at_us))
+    if gone.kind == BLOCKED or (gone.kind == WITHDRAWN
+                                and effect in (None, QuotaEffect.ACQUIRE)):
         reason, what = ReasonCode.BLOCKED_INSTANCE, "whose create was blocked by quota"
     else:
         reason, what = ReasonCode.RELEASED_INSTANCE, "which was deleted"

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import NamedTuple
 
 from processors.errors import EventRejected, ReasonCode
@@ -17,6 +18,22 @@ USAGE = "qu"  # qu|<account>|<agreement>|<quota id>
 # What became of an instance the account does not hold (see Gone).
 BLOCKED = "blocked"  # its create was refused by quota
 RELEASED = "released"  # it was deleted
+WITHDRAWN = "withdrawn"  # its create was refused by quota, then it was deleted
+
+
+class UnknownInstances(StrEnum):
+    """What to do with a resize or delete of an instance the account neither holds nor
+    remembers as blocked or deleted (setting ``processor.unknown_instances``)."""
+
+    # Refuse it (UNKNOWN_INSTANCE, usage.rejected, not billed). The default: the same
+    # instance's events may name different accounts (another requester's home OU, a
+    # project account on some events only), and an instance adopted by one account is
+    # never released by a delete billed to another.
+    REJECT = "reject"
+    # Bill it: a resize adopts the instance (counted, blocked like a create when it does
+    # not fit), a delete gives nothing back; quota_note UNKNOWN_INSTANCE. For instances
+    # older than quota tracking, where each instance's events name one account.
+    ADOPT = "adopt"
 
 
 # Keys are NamedTuples, not dataclasses: dict keys on the per-event path hash and compare
@@ -32,14 +49,15 @@ class InstanceKey(NamedTuple):
 
 class Gone(NamedTuple):
     """An instance the account does not hold, remembered for the dedup window after its
-    last event: its create was refused by quota (BLOCKED) or it was deleted (RELEASED).
+    last event (its delete, for RELEASED): its create was refused by quota (BLOCKED), it
+    was deleted (RELEASED), or both (WITHDRAWN).
 
     This is what tells a resize of an instance quota has never seen (it predates quota
-    tracking: adopt it) from one of a blocked or deleted instance (reject it), also when
-    the resize is replayed after the delete.
+    tracking: refused or adopted, by setting) from one of a blocked or deleted instance
+    (refused), also when the resize is replayed after the delete.
     """
 
-    kind: str  # BLOCKED | RELEASED
+    kind: str  # BLOCKED | RELEASED | WITHDRAWN
     at_us: int  # the event time of its latest event, µs since the epoch
 
 

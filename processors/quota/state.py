@@ -6,11 +6,12 @@ Two kinds of entry, persisted like ``processors/state.py`` (same protocol:
 - ``qi|<account>|<service item type>|<service item id>`` -> the live
   instance's holdings: ``{"holds": [{"agreement", "quota", "amount"}]}``; or, for an
   instance the account does not hold, ``{"at": <µs>, "gone": "blocked"}``: its create
-  was refused (``blocked``) or it was deleted (``released``), and the event time of
-  its latest event (``model.Gone``). Such an entry is kept while that time is within
-  the dedup window, then deleted: an event older than the window is late, so it can
-  never need the entry. (One key per instance: a delete writes one record, the
-  instance's new value, not a tombstone and a second entry.)
+  was refused (``blocked``), it was deleted (``released``) or both (``withdrawn``), and
+  the event time of its latest event (of its delete, for ``released``; ``model.Gone``).
+  Such an entry is kept while that time is within the dedup window, then deleted: an
+  event older than the window is late, so it can never need the entry. (One key per
+  instance: a delete writes one record, the instance's new value, not a tombstone and
+  a second entry.)
 - ``qu|<account>|<agreement>|<quota id>`` -> ``{"used": "12", "fired": [80]}``:
   the used amount and the thresholds alerted and not yet re-armed;
 
@@ -33,6 +34,7 @@ from processors.quota.model import (
     INSTANCE,
     RELEASED,
     USAGE,
+    WITHDRAWN,
     Gone,
     Holding,
     Instance,
@@ -201,9 +203,10 @@ def _gone_json(gone: Gone) -> str:
 
 def _gone(decoded: dict[str, object]) -> Gone:
     kind, at_us = decoded["gone"], decoded["at"]
-    if kind not in (BLOCKED, RELEASED) or not isinstance(at_us, int) or isinstance(at_us, bool):
-        raise ValueError(f"expected gone 'blocked' or 'released' and an integer at, "
-                         f"got {decoded!r}")
+    if (kind not in (BLOCKED, RELEASED, WITHDRAWN) or not isinstance(at_us, int)
+            or isinstance(at_us, bool)):
+        raise ValueError(f"expected gone 'blocked', 'released' or 'withdrawn' and an "
+                         f"integer at, got {decoded!r}")
     return Gone(str(kind), at_us)
 
 

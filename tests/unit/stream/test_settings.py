@@ -167,3 +167,11 @@ def test_a_section_given_twice_is_refused_not_merged_away(tmp_path: Path) -> Non
     with pytest.raises(SettingsError, match=r"settings.yaml: cannot read settings: line \d+, "
                                             r"column 1: the key 'processor' is given twice"):
         load_settings(path, environ={})
+
+
+def test_unknown_instances_defaults_to_reject_and_takes_adopt(tmp_path: Path) -> None:
+    assert load_settings(environ={}).processor.unknown_instances == "reject"
+    adopt = _with(tmp_path, "processor.unknown_instances", "adopt")
+    assert load_settings(adopt, environ={}).processor.unknown_instances == "adopt"
+    with pytest.raises(SettingsError, match=r"settings.yaml: processor.unknown_instances "):
+        load_settings(_with(tmp_path, "processor.unknown_instances", "bill"), environ={})

@@ -9,7 +9,7 @@ from processors.accounts import ResolvedAccount, resolve_account
 from processors.catalog import Catalog, load_catalog_sources
 from processors.events import UsageEvent
 from processors.quota import QuotaDecision, QuotaState, UsageKey, check_quota
-from processors.quota.model import QuotaUsage
+from processors.quota.model import QuotaUsage, UnknownInstances
 
 BASE = """
 version: quota-test
@@ -120,14 +120,17 @@ def account_of(event: UsageEvent, cat: Catalog = CATALOG) -> ResolvedAccount:
     return resolve_account(event, cat)
 
 
-def decide(event: UsageEvent, state: QuotaState, cat: Catalog = CATALOG) -> QuotaDecision:
-    return check_quota(event, account_of(event, cat), cat, state)
+def decide(event: UsageEvent, state: QuotaState, cat: Catalog = CATALOG,
+           unknown_instances: UnknownInstances = UnknownInstances.REJECT) -> QuotaDecision:
+    return check_quota(event, account_of(event, cat), cat, state,
+                       unknown_instances=unknown_instances)
 
 
-def run(event: UsageEvent, state: QuotaState, cat: Catalog = CATALOG) -> QuotaDecision:
+def run(event: UsageEvent, state: QuotaState, cat: Catalog = CATALOG,
+        unknown_instances: UnknownInstances = UnknownInstances.REJECT) -> QuotaDecision:
     """Decide and apply, like the pipeline: of a refused decision, only the blocked
     instance it remembers."""
-    decision = decide(event, state, cat)
+    decision = decide(event, state, cat, unknown_instances)
     state.apply(decision)
     return decision
 

@@ -9,7 +9,7 @@ from processors.catalog.model import MissingPolicy
 from processors.errors import ReasonCode
 from processors.quota import QuotaState, check_quota
 from processors.quota.alerts import alert_id
-from processors.quota.model import InstanceKey, UsageKey
+from processors.quota.model import InstanceKey, UnknownInstances, UsageKey
 from tests.unit.processors.quota.factories import (
     CATALOG,
     VM_COUNT,
@@ -21,6 +21,8 @@ from tests.unit.processors.quota.factories import (
     usage,
     used,
 )
+
+ADOPT = UnknownInstances.ADOPT
 
 
 def test_create_counts_one_vm_and_its_vcpus() -> None:
@@ -77,15 +79,33 @@ def test_delete_releases_its_holdings_even_if_the_requester_moved() -> None:
     assert state.usages() == {}
 
 
-def test_delete_of_an_unknown_instance_gives_nothing_back_and_is_remembered() -> None:
+def test_delete_of_an_unknown_instance_is_rejected_and_changes_nothing() -> None:
     state, clock = QuotaState(), Clock()
     run(clock.event("Create", "vm-1", vcpu=4), state)
     before = state.usages()
     decision = run(clock.event("Delete", "vm-404"), state)
+    assert not decision.allowed
+    assert decision.rejection is not None
+    assert decision.rejection.reason is ReasonCode.UNKNOWN_INSTANCE
+    assert decision.rejection.details["service_item_id"] == "vm-404"
+    assert state.usages() == before
+    assert state.all_keys() == {"qi|acct-eng|VirtualMachine|vm-1", "qu|acct-eng|eng|" + VM_COUNT,
+                                "qu|acct-eng|eng|" + VM_VCPU}
+    resize = decide(clock.event("Resize", "vm-404", vcpu=1), state)
+    assert resize.rejection is not None
+    assert resize.rejection.reason is ReasonCode.UNKNOWN_INSTANCE
+
+
+def test_adopting_a_delete_of_an_unknown_instance_gives_nothing_back_and_is_remembered(
+) -> None:
+    state, clock = QuotaState(), Clock()
+    run(clock.event("Create", "vm-1", vcpu=4), state)
+    before = state.usages()
+    decision = run(clock.event("Delete", "vm-404"), state, unknown_instances=ADOPT)
     assert decision.allowed
     assert decision.missing is ReasonCode.UNKNOWN_INSTANCE  # on the record
     assert state.usages() == before
-    resize = decide(clock.event("Resize", "vm-404", vcpu=1), state)
+    resize = decide(clock.event("Resize", "vm-404", vcpu=1), state, unknown_instances=ADOPT)
     assert resize.rejection is not None
     assert resize.rejection.reason is ReasonCode.RELEASED_INSTANCE
     assert resize.rejection.details["service_item_id"] == "vm-404"

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from processors.errors import ReasonCode
 from processors.quota import QuotaState, UsageKey
+from processors.quota.model import UnknownInstances
 from tests.unit.processors.quota.factories import CATALOG, VM_COUNT, VM_VCPU, Clock, run
 
 OUS = ("eng/data", "eng/platform", "eng/platform/k8s", "sales")
@@ -124,9 +125,11 @@ def _agreements(ou: str) -> tuple[str, ...]:
 
 
 @settings(max_examples=500, deadline=None)
-@given(steps)
-def test_each_live_instance_counts_once_with_its_latest_vcpu(sequence: list[Step]) -> None:
-    # The model: an allowed create, or resize of an instance never seen (adopted), takes
+@given(steps, st.sampled_from(UnknownInstances))
+def test_each_live_instance_counts_once_with_its_latest_vcpu(
+        sequence: list[Step], unknown: UnknownInstances) -> None:
+    # The model: an allowed create, or resize of an instance never seen (adopt; with
+    # reject, a resize or delete of an instance never seen is refused), takes
     # one VM and its vcpu (0 if the event has none) from the agreements of the OU it was in;
     # a resize of a live instance sets the vcpu it carries; a delete gives it all back. An
     # instance whose create was refused, or which was deleted, is remembered: a resize or
@@ -137,8 +140,14 @@ def test_each_live_instance_counts_once_with_its_latest_vcpu(sequence: list[Step
     gone: dict[tuple[str, str], ReasonCode] = {}
     for operation, item_id, drawn, ou in sequence:
         numbers = _numbers(operation, drawn)
-        decision = run(clock.event(operation, item_id, home_ou=ou, **numbers), state)
+        decision = run(clock.event(operation, item_id, home_ou=ou, **numbers), state,
+                       unknown_instances=unknown)
         key, vcpu = (decision.account_id, item_id), numbers.get("vcpu")
+        if (key not in live and key not in gone and operation != "Create"
+                and unknown is UnknownInstances.REJECT):
+            assert decision.rejection is not None
+            assert decision.rejection.reason is ReasonCode.UNKNOWN_INSTANCE
+            continue
         if key not in live and key in gone and operation != "Create":
             assert decision.rejection is not None
             assert decision.rejection.reason is gone[key]
