@@ -94,3 +94,43 @@ def test_eng_platform_sub_agreement_alerts_blocks_and_releases(pipeline: Pipelin
     assert (status["last_alert_percent"], status["last_alert_action"],
             status["last_alert_event"]) == ("100", "block", vm7.event_id)
     assert status["thresholds_fired"] == "50,90,100"
+
+
+def test_a_blocked_instance_stays_refused_after_a_restart(pipeline: Pipeline) -> None:
+    # eng-platform holds 8 VMs; the ninth is blocked and remembered in the changelog
+    # (its qi| entry says "blocked"). A processor started after a SIGKILL restores that:
+    # the blocked VM's resize and snapshot-like follow-ups stay unbilled, its delete makes
+    # it withdrawn, and its create re-sent after the delete is still refused.
+    pipeline.load_catalog()
+
+    def at(minute: int) -> object:
+        return NOVEMBER + timedelta(minutes=minute)
+
+    creates = [vm(4, item_id=f"vm-{n}", when=at(n)) for n in range(8)]  # 8 VMs, 32 vCPU
+    blocked = vm(4, item_id="vm-8", when=at(8))
+    first = pipeline.start_processor()
+    pipeline.publish([*creates, blocked])
+    pipeline.wait_caught_up()
+    first.kill()
+
+    resize = vm(2, item_id="vm-8", operation="Resize", when=at(9))
+    delete = vm(2, item_id="vm-8", operation="Delete", when=at(10))
+    held_resize = vm(2, item_id="vm-0", operation="Resize", when=at(11))
+    pipeline.start_processor("1")
+    for event in (resize, delete, blocked, held_resize):  # one at a time: one order
+        pipeline.publish([event])
+        pipeline.wait_caught_up()
+
+    assert sorted(r.value["event_id"] for r in pipeline.rated()) == sorted(
+        e.event_id for e in [*creates, held_resize])
+    assert [(r.value["event_id"], r.value["reason_code"]) for r in pipeline.rejected()] == [
+        (blocked.event_id, "QUOTA_EXCEEDED"),
+        (resize.event_id, "BLOCKED_INSTANCE"),
+        (delete.event_id, "BLOCKED_INSTANCE"),
+        (blocked.event_id, "BLOCKED_INSTANCE"),
+    ]
+    state = pipeline.restored_state()
+    gone = {key.service_item_id: entry.kind for key, entry in state.quota.gone_instances().items()}
+    assert gone == {"vm-8": "withdrawn"}
+    platform = UsageKey("acct-eng", "eng-platform", SUB_VCPU)
+    assert state.quota.usage(platform).used == 30  # 7 x 4 + vm-0 resized to 2
