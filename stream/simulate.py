@@ -9,6 +9,7 @@ events (garbage bytes, unknown service items) that must reach the DLQ.
 from __future__ import annotations
 
 import random
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -54,10 +55,16 @@ class _Instance:
 
 
 class Workload:
-    def __init__(self, spec: dict[str, Any], rng: random.Random, now: datetime):
+    """``id_scope`` goes into every service item id (``vm-<scope>12``): a platform never
+    gives two instances one id, so two runs against the same processor state must not
+    either (the second would operate on the first's instances, deleted by then)."""
+
+    def __init__(self, spec: dict[str, Any], rng: random.Random, now: datetime,
+                 id_scope: str = ""):
         self._spec = spec
         self._rng = rng
         self._now = now
+        self._id_scope = id_scope
         self._live: list[_Instance] = []
         self._recent: list[UsageEvent] = []
         self._serial = 0
@@ -75,12 +82,12 @@ class Workload:
 
     def unknown_item(self) -> UsageEvent:
         requester = self._rng.choice(self._spec["requesters"])
-        return self._event("Teleporter", f"tp-{self._next()}", "Create", {"range_km": 12},
+        return self._event("Teleporter", self._item_id("tp"), "Create", {"range_km": 12},
                            requester, None)
 
-    def _next(self) -> int:
+    def _item_id(self, prefix: str) -> str:
         self._serial += 1
-        return self._serial
+        return f"{prefix}-{self._id_scope}{self._serial}"
 
     def _when(self) -> datetime:
         spread = float(self._spec.get("event_time_spread_minutes", 60))
@@ -130,7 +137,7 @@ class Workload:
         item_type = self._rng.choices(names, weights=[items[n]["weight"] for n in names])[0]
         item = items[item_type]
         requester, account_id = self._who()
-        instance = _Instance(item_type, f"{item['id_prefix']}-{self._next()}", requester,
+        instance = _Instance(item_type, self._item_id(item["id_prefix"]), requester,
                              self._pick_attributes(item["attributes"]), account_id)
         self._live.append(instance)
         return self._event(item_type, instance.item_id, item["create"],
@@ -139,7 +146,7 @@ class Workload:
     def _marketplace(self) -> UsageEvent:
         offer = self._rng.choice(self._spec["marketplace"])
         requester, account_id = self._who()
-        return self._event(offer["type"], f"{offer['product']}-{self._next()}",
+        return self._event(offer["type"], self._item_id(offer["product"]),
                            offer["operation"], self._pick_attributes(offer["attributes"]),
                            requester, account_id, offer["provider"], offer["product"])
 
@@ -179,7 +186,9 @@ def run_simulation(connections: Connections, settings: Settings, *, events: int,
                    rate: float = 0.0, seed: int = 7, bad_fraction: float = 0.01,
                    show_progress: bool = True) -> SimulationReport:
     rng = random.Random(seed)
-    workload = Workload(load_workload(settings.workload_file), rng, datetime.now(UTC))
+    # The seed decides the operations; the ids are new each run (Workload's id_scope).
+    workload = Workload(load_workload(settings.workload_file), rng, datetime.now(UTC),
+                        id_scope=f"{secrets.token_hex(3)}-")
     report = SimulationReport()
     progress = Progress("publishing", events) if show_progress else None
     started = time.monotonic()

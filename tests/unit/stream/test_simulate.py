@@ -60,3 +60,15 @@ def test_a_workload_key_given_twice_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RatingError, match=r"workload.yaml: cannot read the workload: .*the key "
                                           r"'items' is given twice"):
         load_workload(path)
+
+
+def test_two_runs_with_the_same_seed_never_share_an_item_id() -> None:
+    # A second `make run` against the same processor state must not operate on the
+    # first run's instances (deleted by then): real platforms never reuse an id.
+    def ids(scope: str) -> set[str]:
+        workload = Workload(load_workload(WORKLOAD), random.Random(7), NOW, id_scope=scope)
+        return {workload.next_event()[1].service_item_id for _ in range(2_000)}
+    first, second = ids("a1b2c3-"), ids("d4e5f6-")
+    assert first.isdisjoint(second)
+    assert {item_id.rsplit("-", 2)[1] for item_id in first} == {"a1b2c3"}
+    assert {item_id.replace("a1b2c3-", "") for item_id in first} == ids("")
