@@ -9,7 +9,6 @@ events (garbage bytes, unknown service items) that must reach the DLQ.
 from __future__ import annotations
 
 import random
-import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,6 +22,7 @@ from processors.errors import RatingError
 from processors.events import UsageEvent
 from stream.progress import Progress
 from stream.publisher import UsagePublisher, new_event
+from stream.readback import end_offsets
 from stream.settings import Connections, Settings
 from stream.strict_yaml import load_yaml
 
@@ -182,13 +182,28 @@ def load_workload(path: Path) -> dict[str, Any]:
     return dict(spec)
 
 
+def id_scope_after(published_before: int) -> str:
+    """The item id scope of a run after ``published_before`` records on the events topic:
+    none on a fresh topic (the ids a seed always gave, so a first run is reproducible),
+    else one no earlier run on this topic had (``r<count>-``)."""
+    return "" if published_before == 0 else f"r{published_before}-"
+
+
+def _published_before(connections: Connections, settings: Settings) -> int:
+    try:
+        return sum(end_offsets(connections, settings.topics.events.name).values())
+    except RatingError:  # no such topic yet: nothing was published on it
+        return 0
+
+
 def run_simulation(connections: Connections, settings: Settings, *, events: int,
                    rate: float = 0.0, seed: int = 7, bad_fraction: float = 0.01,
                    show_progress: bool = True) -> SimulationReport:
     rng = random.Random(seed)
-    # The seed decides the operations; the ids are new each run (Workload's id_scope).
+    # The seed decides the operations; the ids are new each run on the same topic
+    # (Workload's id_scope), and the same on a fresh one.
     workload = Workload(load_workload(settings.workload_file), rng, datetime.now(UTC),
-                        id_scope=f"{secrets.token_hex(3)}-")
+                        id_scope=id_scope_after(_published_before(connections, settings)))
     report = SimulationReport()
     progress = Progress("publishing", events) if show_progress else None
     started = time.monotonic()

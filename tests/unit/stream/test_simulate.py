@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from processors.errors import RatingError
-from stream.simulate import Workload, load_workload
+from stream.simulate import Workload, id_scope_after, load_workload
 
 WORKLOAD = Path(__file__).resolve().parents[3] / "config" / "workload.yaml"
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -72,3 +72,9 @@ def test_two_runs_with_the_same_seed_never_share_an_item_id() -> None:
     assert first.isdisjoint(second)
     assert {item_id.rsplit("-", 2)[1] for item_id in first} == {"a1b2c3"}
     assert {item_id.replace("a1b2c3-", "") for item_id in first} == ids("")
+
+
+def test_a_run_on_a_fresh_topic_keeps_the_seed_s_ids_later_runs_get_their_own() -> None:
+    assert id_scope_after(0) == ""
+    assert id_scope_after(5_000) == "r5000-"
+    assert id_scope_after(5_000) != id_scope_after(10_000)
