@@ -174,13 +174,20 @@ def _decide(
             return refused
     elif held is None and effect is not QuotaEffect.ACQUIRE and \
             policies[1] is UnknownInstances.REJECT:
-        raise _reject(
+        rejection = _reject(
             ReasonCode.UNKNOWN_INSTANCE,
             event,
             f"{event.operation} of {item.name} {event.service_item_id!r}, "
             f"which account {account.account_id!r} does not hold",
             service_item_id=event.service_item_id,
         )
+        if effect is not QuotaEffect.RELEASE:
+            raise rejection
+        # Refused, but the instance is deleted all the same: remembered, so that its
+        # create delivered after it (same time, or older) holds nothing, as with adopt.
+        return QuotaDecision(event.event_id, account.account_id, False, rejection=rejection,
+                             change=QuotaChange(None, (), (key, Gone(
+                                 RELEASED, micros_since_epoch(event.event_time)))))
     # A create not newer than its instance's delete (see _of_gone): it must fit like any
     # create, and then holds nothing, as the instance is gone (below).
     before_delete = (gone is not None and gone.kind == RELEASED
@@ -205,9 +212,10 @@ def _decide(
         missing = missing or ReasonCode.UNKNOWN_INSTANCE  # adopted (_instance_after)
     after = _instance_after(event, effect, held, targets)
     usage = _usage_after(event, account, catalog, state, held, after, raised_at)  # may block
-    if before_delete:
+    if before_delete:  # the note of a missing agreement or quota comes first
         return QuotaDecision(event.event_id, account.account_id, allowed=True,
-                             change=QuotaChange(None, ()), missing=ReasonCode.RELEASED_INSTANCE)
+                             change=QuotaChange(None, ()),
+                             missing=missing or ReasonCode.RELEASED_INSTANCE)
     return QuotaDecision(
         event.event_id,
         account.account_id,
@@ -270,14 +278,18 @@ def _follow_up_refused(event: UsageEvent, account: ResolvedAccount, item: Servic
     """Any operation but a create on an instance remembered as blocked or deleted is
     refused, and a create of a withdrawn one (blocked, then deleted) not newer than the
     delete: a blocked create and its follow-ups are never billed, nor a resize or a
-    second delete of a deleted instance. A blocked or withdrawn instance is remembered
-    from the event's time if later (a deleted one keeps its delete's time), and a delete
-    turns a blocked instance into a withdrawn one."""
+    second delete of a deleted instance. A blocked instance is remembered from the
+    event's time if later; a deleted or withdrawn one keeps its delete's time (only a
+    later delete moves it); a delete turns a blocked instance into a withdrawn one."""
     at_us = micros_since_epoch(event.event_time)
     kind = WITHDRAWN if gone.kind == BLOCKED and effect is QuotaEffect.RELEASE else gone.kind
-    # A deleted instance keeps its delete's time: "a create older than the delete" is
-    # measured against it, and a refused follow-up stamped later must not move it.
-    later = gone if kind == RELEASED else Gone(kind, max(at_us, gone.at_us))
+    # A deleted (or withdrawn) instance keeps its delete's time: "a create older than the
+    # delete" is measured against it, and a refused follow-up stamped later must not move
+    # it; a later delete does (the id is deleted then: a create before it holds nothing).
+    if gone.kind == BLOCKED or effect is QuotaEffect.RELEASE:
+        later = Gone(kind, max(at_us, gone.at_us))
+    else:
+        later = gone
     if gone.kind == BLOCKED or (gone.kind == WITHDRAWN
                                 and effect in (None, QuotaEffect.ACQUIRE)):
         reason, what = ReasonCode.BLOCKED_INSTANCE, "whose create was blocked by quota"

@@ -58,8 +58,11 @@ def test_by_default_a_resize_or_delete_of_an_instance_never_seen_is_refused() ->
     state = PartitionState()
     assert refused(run(vm("vm-old", "Resize", 1, vcpu=6), state)) is \
         ReasonCode.UNKNOWN_INSTANCE
-    assert refused(run(vm("vm-old", "Delete", 2), state)) is ReasonCode.UNKNOWN_INSTANCE
     assert state.all_keys() == set()  # nothing counted, nothing remembered
+    assert refused(run(vm("vm-old", "Delete", 2), state)) is ReasonCode.UNKNOWN_INSTANCE
+    # Nothing counted; the delete is remembered (a create delivered after it holds nothing).
+    assert state.all_keys() == {"qi|acct-eng|VirtualMachine|vm-old"}
+    assert gone_kind(state, "vm-old") == RELEASED
 
 
 def test_a_resize_of_an_instance_never_seen_adopts_it_and_is_billed() -> None:

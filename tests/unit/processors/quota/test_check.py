@@ -89,11 +89,12 @@ def test_delete_of_an_unknown_instance_is_rejected_and_changes_nothing() -> None
     assert decision.rejection.reason is ReasonCode.UNKNOWN_INSTANCE
     assert decision.rejection.details["service_item_id"] == "vm-404"
     assert state.usages() == before
+    # Remembered as deleted all the same: its create delivered later holds nothing.
     assert state.all_keys() == {"qi|acct-eng|VirtualMachine|vm-1", "qu|acct-eng|eng|" + VM_COUNT,
-                                "qu|acct-eng|eng|" + VM_VCPU}
+                                "qu|acct-eng|eng|" + VM_VCPU, "qi|acct-eng|VirtualMachine|vm-404"}
     resize = decide(clock.event("Resize", "vm-404", vcpu=1), state)
     assert resize.rejection is not None
-    assert resize.rejection.reason is ReasonCode.UNKNOWN_INSTANCE
+    assert resize.rejection.reason is ReasonCode.RELEASED_INSTANCE
 
 
 def test_adopting_a_delete_of_an_unknown_instance_gives_nothing_back_and_is_remembered(

@@ -129,7 +129,8 @@ def _agreements(ou: str) -> tuple[str, ...]:
 def test_each_live_instance_counts_once_with_its_latest_vcpu(
         sequence: list[Step], unknown: UnknownInstances) -> None:
     # The model: an allowed create, or resize of an instance never seen (adopt; with
-    # reject, a resize or delete of an instance never seen is refused), takes
+    # reject, a resize or delete of an instance never seen is refused, and a delete is
+    # remembered all the same), takes
     # one VM and its vcpu (0 if the event has none) from the agreements of the OU it was in;
     # a resize of a live instance sets the vcpu it carries; a delete gives it all back. An
     # instance whose create was refused, or which was deleted, is remembered: a resize or
@@ -147,6 +148,8 @@ def test_each_live_instance_counts_once_with_its_latest_vcpu(
                 and unknown is UnknownInstances.REJECT):
             assert decision.rejection is not None
             assert decision.rejection.reason is ReasonCode.UNKNOWN_INSTANCE
+            # A delete is refused, but remembered as deleted.
+            gone.update({key: ReasonCode.RELEASED_INSTANCE} if operation == "Delete" else {})
             continue
         if key not in live and key in gone and operation != "Create":
             assert decision.rejection is not None
