@@ -4,8 +4,9 @@ The order is the domain's: a re-published event is recognised first; quota
 runs before rating, so an operation blocked by its agreement is never billed;
 rating comes last. Nothing is written to the state unless the event gets
 through every step (a rejection anywhere leaves the state as it was), but for
-one thing: quota remembers an instance whose create it blocked, so that the
-instance's later operations are refused too (``processors/quota/state.py``).
+one thing: quota remembers the instances of some refused operations (a blocked
+create, the delete of an instance it never saw), so that the instance's later
+operations are judged by them (``processors/quota/state.py``).
 """
 
 from __future__ import annotations

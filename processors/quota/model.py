@@ -49,8 +49,8 @@ class InstanceKey(NamedTuple):
 
 class Gone(NamedTuple):
     """An instance the account does not hold, remembered for the dedup window after its
-    last event (its delete, for RELEASED): its create was refused by quota (BLOCKED), it
-    was deleted (RELEASED), or both (WITHDRAWN).
+    last event (its delete, for RELEASED and WITHDRAWN): its create was refused by quota
+    (BLOCKED), it was deleted (RELEASED), or both (WITHDRAWN).
 
     This is what tells a resize of an instance quota has never seen (it predates quota
     tracking: refused or adopted, by setting) from one of a blocked or deleted instance
@@ -58,7 +58,7 @@ class Gone(NamedTuple):
     """
 
     kind: str  # BLOCKED | RELEASED | WITHDRAWN
-    at_us: int  # the event time of its latest event, µs since the epoch
+    at_us: int  # the event time of its latest event (delete), µs since the epoch
 
 
 class UsageKey(NamedTuple):

@@ -7,7 +7,8 @@ Two kinds of entry, persisted like ``processors/state.py`` (same protocol:
   instance's holdings: ``{"holds": [{"agreement", "quota", "amount"}]}``; or, for an
   instance the account does not hold, ``{"at": <µs>, "gone": "blocked"}``: its create
   was refused (``blocked``), it was deleted (``released``) or both (``withdrawn``), and
-  the event time of its latest event (of its delete, for ``released``; ``model.Gone``).
+  the event time of its latest event (of its delete, for ``released`` and
+  ``withdrawn``; ``model.Gone``).
   Such an entry is kept while that time is within the dedup window, then deleted: an
   event older than the window is late, so it can never need the entry. (One key per
   instance: a delete writes one record, the instance's new value, not a tombstone and

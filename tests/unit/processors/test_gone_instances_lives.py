@@ -13,6 +13,7 @@ import random
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 
 import pytest
 
@@ -29,6 +30,7 @@ from tests.unit.processors.test_gone_instances import (
     platform_used,
     refused,
 )
+from tests.unit.processors.test_gone_instances_replays import assert_restored_decides_alike
 from tests.unit.processors.test_pipeline import CATALOG, NOW, event, run, vm
 
 VM8 = InstanceKey("acct-eng", "VirtualMachine", "vm-8")
@@ -186,25 +188,8 @@ def test_a_restored_state_decides_as_the_original_with_every_setting(
     for seed in range(120):
         rng = random.Random(seed)
         window = timedelta(minutes=rng.choice([5, 10, 20, 60, 100_000]))
-        events = _mixed(rng)
-        state, copy = PartitionState(dedup_window=window), None
-        log: list[tuple[str, bytes | None]] = []
-        for item in events:
-            outcome = _restore_step(item, state, policies)
-            if copy is not None:
-                assert _restore_step(item, copy, policies) == outcome, (seed, item.event_id)
-            if rng.random() < 0.3:  # end of a batch
-                log += [(key, state.dump(key)) for key in sorted(state.dirty_keys())]
-                state.clear_dirty()
-                if copy is not None:
-                    copy.clear_dirty()
-                if rng.random() < 0.3:
-                    copy = PartitionState(dedup_window=window)
-                    for key, value in log:
-                        copy.load(key, value)
-                    copy.clear_dirty()
-                    assert copy.quota.instances() == state.quota.instances(), seed
-                    assert copy.quota.usages() == state.quota.usages(), seed
+        assert_restored_decides_alike(_mixed(rng), rng, window,
+                                      partial(_restore_step, policies=policies), seed)
 
 
 def _mixed(rng: random.Random) -> list[UsageEvent]:

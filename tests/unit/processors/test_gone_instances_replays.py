@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from functools import partial
@@ -171,20 +172,31 @@ def test_a_state_restored_from_the_changelog_decides_as_the_original(
         events = [replace(e, event_id=f"{e.event_id}-{next(seq)}") for e in events]
         rng.shuffle(events)
         events += rng.sample(events, k=len(events) // 2)  # re-sent, refused or not
-        state, copy = PartitionState(dedup_window=window), None
-        log: list[tuple[str, bytes | None]] = []
-        for item in events:
-            outcome = step(item, state)
-            if copy is not None:
-                assert step(item, copy) == outcome, (seed, item.event_id)
-            if rng.random() < 0.3:  # end of a batch
-                log += [(key, state.dump(key)) for key in sorted(state.dirty_keys())]
-                state.clear_dirty()
-                if copy is not None:
-                    copy.clear_dirty()
-                if rng.random() < 0.3:
-                    copy = PartitionState(dedup_window=window)
-                    for key, value in log:
-                        copy.load(key, value)
-                    copy.clear_dirty()
+        assert_restored_decides_alike(events, rng, window, step, seed)
 
+
+def assert_restored_decides_alike(events: list[UsageEvent], rng: random.Random,
+                                  window: timedelta,
+                                  step: Callable[[UsageEvent, PartitionState], object],
+                                  seed: int) -> None:
+    """Process ``events``, ending a batch at random (its dirty keys to a log, as the
+    changelog gets them); now and then a copy restored from the log joins, and must
+    decide every later event as the original does and hold the same quota."""
+    state, copy = PartitionState(dedup_window=window), None
+    log: list[tuple[str, bytes | None]] = []
+    for item in events:
+        outcome = step(item, state)
+        if copy is not None:
+            assert step(item, copy) == outcome, (seed, item.event_id)
+        if rng.random() < 0.3:  # end of a batch
+            log += [(key, state.dump(key)) for key in sorted(state.dirty_keys())]
+            state.clear_dirty()
+            if copy is not None:
+                copy.clear_dirty()
+            if rng.random() < 0.3:
+                copy = PartitionState(dedup_window=window)
+                for key, value in log:
+                    copy.load(key, value)
+                copy.clear_dirty()
+                assert copy.quota.instances() == state.quota.instances(), seed
+                assert copy.quota.usages() == state.quota.usages(), seed
