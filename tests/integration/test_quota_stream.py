@@ -109,7 +109,11 @@ def test_a_blocked_instance_stays_refused_after_a_restart(pipeline: Pipeline) ->
     creates = [vm(4, item_id=f"vm-{n}", when=at(n)) for n in range(8)]  # 8 VMs, 32 vCPU
     blocked = vm(4, item_id="vm-8", when=at(8))
     first = pipeline.start_processor()
-    pipeline.publish([*creates, blocked])
+    # The creates travel on different partitions (keyed by instance id), so they are
+    # processed in any order: the ninth must come after all eight to be the blocked one.
+    pipeline.publish(creates)
+    pipeline.wait_caught_up()
+    pipeline.publish([blocked])
     pipeline.wait_caught_up()
     first.kill()
 
