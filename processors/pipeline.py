@@ -158,7 +158,8 @@ def _quota_decision(event: UsageEvent, catalog: Catalog, state: QuotaState, now:
     operation = item.operations.get(event.operation)
     if operation is None:
         return None  # rating rejects it with UNKNOWN_OPERATION (usage.dlq)
-    if operation.quota is None and not (operation.billable and state.remembers_gone()):
+    if operation.quota is None and not (operation.billable
+                                        and state.remembers_gone(item.name)):
         return None  # else it may be a follow-up of a blocked create (check_quota)
     account = paying_account(event, catalog, routed_account)
     decision = check_quota(event, account, catalog, state, no_agreement=policies[0],

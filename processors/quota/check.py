@@ -91,7 +91,7 @@ def check_quota(
     # (processors/catalog/parse.py), so the others never reach the decision.
     if item is None or effect is None:
         if (item is not None and operation is not None and operation.billable
-                and state.remembers_gone()):
+                and state.remembers_gone(item.name)):
             # Snapshot...: nothing to count, but an instance whose create was blocked is
             # not billed for anything (a non-billable Start is skipped as before).
             key = InstanceKey(account.account_id, item.name, event.service_item_id)

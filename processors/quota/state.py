@@ -62,6 +62,9 @@ class QuotaState:
         self._usage: dict[UsageKey, QuotaUsage] = {}
         self._gone: dict[InstanceKey, Gone] = {}
         self._gone_heap: list[tuple[int, InstanceKey]] = []  # (at_us, key), oldest first
+        # The item types of the instances ever remembered here: only operations of these
+        # need a look at _gone (a few names; an expired type costs one set lookup).
+        self._gone_types: set[str] = set()
         self._dedup = dedup
         self._dirty: set[str] = set()
 
@@ -80,9 +83,10 @@ class QuotaState:
         horizon_us = None if self._dedup is None else self._dedup.horizon_us
         return None if horizon_us is not None and gone.at_us < horizon_us else gone
 
-    def remembers_gone(self) -> bool:
-        """Cheap test before looking an instance up: are any instances remembered?"""
-        return bool(self._gone)
+    def remembers_gone(self, service_item_type: str) -> bool:
+        """Cheap test before looking an instance up: may an instance of this item type be
+        remembered? (False: none is; True: look it up.)"""
+        return service_item_type in self._gone_types
 
     def gone_instances(self) -> dict[InstanceKey, Gone]:
         return dict(self._gone)
@@ -125,6 +129,7 @@ class QuotaState:
                 return
         else:
             self._gone[key] = gone
+            self._gone_types.add(key.service_item_type)
             heapq.heappush(self._gone_heap, (gone.at_us, key))
         self._dirty.add(key.encode())
 
@@ -176,6 +181,7 @@ class QuotaState:
                 if decoded is not None and "gone" in decoded:
                     gone = _gone(decoded)
                     self._gone[parsed] = gone
+                    self._gone_types.add(parsed.service_item_type)
                     heapq.heappush(self._gone_heap, (gone.at_us, parsed))
                 elif decoded is not None:
                     holds = tuple(_holding(item) for item in decoded["holds"])
