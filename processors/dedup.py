@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
 from json.encoder import encode_basestring as _json  # json.dumps' own string escaping
+from typing import Protocol
 
 from processors.events import AttributeValue, UsageEvent, iso_text, utc
 
@@ -110,6 +111,24 @@ def _number(value: Decimal) -> str:
     return "0" if value.is_zero() else str(value.normalize())
 
 
+class OlderIds(Protocol):
+    """Where a ``DedupWindow`` keeps the ids older than its memory span (local disk:
+    ``stream.seen_ids_on_disk``). Entries are (id, event time in µs since the epoch,
+    fingerprint as 32 bytes); holding an id again replaces it."""
+
+    def add(self, entries: list[tuple[str, int, bytes]]) -> None: ...
+
+    def find(self, event_id: str) -> tuple[int, bytes] | None: ...
+
+    def discard(self, event_id: str) -> None: ...
+
+    def expire(self, horizon_us: int) -> list[tuple[str, int]]: ...
+
+    def ids(self) -> list[str]: ...
+
+    def size_bytes(self) -> int: ...
+
+
 class DedupWindow:
     """The ids seen within ``window`` of event time behind the newest event.
 
@@ -124,11 +143,27 @@ class DedupWindow:
     minute of event time at a time: ids are listed per minute of their event time, and
     a minute is dropped (its ids returned by ``record``, for tombstones) once the
     horizon has passed its end.
+
+    With ``older`` and a ``memory_span`` shorter than the window, memory holds only the
+    ids of the last ``memory_span`` of event time: a minute that falls behind it moves
+    to ``older`` (local disk), where ``check`` looks for an id it does not hold in
+    memory. Memory then wins: an id put again is held in memory with its newer entry,
+    and an older copy left in ``older`` is never read while it is. The verdicts are
+    the same as with every id in memory (tests/unit/processors/test_dedup_on_disk.py).
     """
 
-    def __init__(self, window: timedelta = DEFAULT_WINDOW) -> None:
+    def __init__(self, window: timedelta = DEFAULT_WINDOW, older: OlderIds | None = None,
+                 memory_span: timedelta | None = None) -> None:
         self.window = window
         self._window_us = _micros(window)
+        # Ids move to ``older`` once their event time is memory_span behind the newest.
+        self._older = older if older is not None and memory_span is not None \
+            and memory_span < window else None
+        self._memory_span_us = _micros(memory_span) if self._older is not None \
+            and memory_span is not None else self._window_us
+        self._memory_horizon_us: int | None = None  # _newest_us - memory span
+        self._older_held = False  # anything moved to ``older`` (else no need to look)
+        self._older_expired_minute = 0  # ``older`` holds nothing before this minute
         self._seen: dict[str, int] = {}  # id -> event time (µs) << 256 | fingerprint
         self._minutes: dict[int, list[str]] = {}  # minute of event time -> ids put in it
         self._minute_heap: list[int] = []  # the keys of _minutes, oldest first
@@ -156,7 +191,11 @@ class DedupWindow:
     def check(self, event_id: str, fingerprint: str) -> Verdict:
         packed = self._seen.get(event_id)
         if packed is None:
-            return Verdict.NEW
+            if not self._older_held:
+                return Verdict.NEW
+            packed = self._find_older(event_id)
+            if packed is None:
+                return Verdict.NEW
         horizon_us = self._horizon_us
         if horizon_us is not None and packed >> _FINGERPRINT_BITS < horizon_us:
             return Verdict.NEW  # out of the window, just not dropped yet
@@ -172,7 +211,26 @@ class DedupWindow:
 
     def knows(self, event_id: str) -> bool:
         """True when ``event_id`` is held (``check`` then tells what it is)."""
-        return event_id in self._seen
+        return event_id in self._seen or (self._older_held
+                                          and self._find_older(event_id) is not None)
+
+    def moves_older(self) -> bool:
+        """True when ids older than a memory span move out of memory (to ``older``)."""
+        return self._older is not None
+
+    def held_in_memory(self) -> int:
+        """How many ids memory holds (the rest, if any, are on disk: ``older_bytes``)."""
+        return len(self._seen)
+
+    def older_bytes(self) -> int:
+        """What the ids moved out of memory take on disk (0 without ``older``)."""
+        return self._older.size_bytes() if self._older is not None else 0
+
+    @property
+    def memory_horizon_us(self) -> int | None:
+        """Ids with an event time before this are not held in memory (``older`` has
+        them); the same as ``horizon_us`` when everything stays in memory."""
+        return self._memory_horizon_us if self._older is not None else self._horizon_us
 
     def recent(self) -> dict[str, tuple[str, int]]:
         """The entries recorded since ``forget_recent``, in order: id -> (fingerprint,
@@ -186,7 +244,9 @@ class DedupWindow:
     def get(self, event_id: str) -> SeenEvent | None:
         packed = self._seen.get(event_id)
         if packed is None:
-            return None
+            packed = self._find_older(event_id) if self._older_held else None
+            if packed is None:
+                return None
         recent = self._recent.get(event_id)
         fingerprint = recent[0] if recent is not None else format(packed & _FINGERPRINT_MASK,
                                                                     "064x")
@@ -197,11 +257,18 @@ class DedupWindow:
         held): what the changelog keeps of it."""
         packed = self._seen.get(event_id)
         if packed is None:
-            return None
+            packed = self._find_older(event_id) if self._older_held else None
+            if packed is None:
+                return None
         return format(packed & _FINGERPRINT_MASK, "064x"), packed >> _FINGERPRINT_BITS
 
     def ids(self) -> list[str]:
-        return list(self._seen)
+        held = list(self._seen)
+        if self._older is not None and self._older_held:
+            in_memory = self._seen
+            held.extend([event_id for event_id in self._older.ids()
+                         if event_id not in in_memory])
+        return held
 
     def put(self, event_id: str, seen: SeenEvent) -> None:
         """Store an entry as is (also how state is restored); does not expire others.
@@ -218,6 +285,8 @@ class DedupWindow:
     def remove(self, event_id: str) -> None:
         self._seen.pop(event_id, None)
         self._recent.pop(event_id, None)
+        if self._older is not None and self._older_held:
+            self._older.discard(event_id)
 
     def _put(self, event_id: str, event_time: datetime, fingerprint: int) -> int:
         """Hold an entry; returns its event time in µs since the epoch."""
@@ -239,10 +308,60 @@ class DedupWindow:
             self._horizon_us = event_us - self._window_us
             # Without the datetime (a restore), ``horizon`` builds it when asked.
             self._horizon = event_time - self.window if event_time is not None else None
+            if self._older is not None:
+                self._memory_horizon_us = memory_horizon_us = event_us - self._memory_span_us
+                if (self._minute_heap[0] + 1) * _MINUTE_US <= memory_horizon_us:
+                    self._move_older(memory_horizon_us)
+
+    def _move_older(self, memory_horizon_us: int) -> None:
+        """Move the minutes wholly behind the memory span to ``older`` (also during a
+        restore, so memory never holds more than the span)."""
+        older = self._older
+        assert older is not None
+        heap, seen = self._minute_heap, self._seen
+        moving: list[tuple[str, int, bytes]] = []
+        while heap and (heap[0] + 1) * _MINUTE_US <= memory_horizon_us:
+            for event_id in self._minutes.pop(heapq.heappop(heap)):
+                packed = seen.get(event_id)
+                # Skip ids removed since, or put again with a newer time.
+                if packed is not None and packed >> _FINGERPRINT_BITS < memory_horizon_us:
+                    del seen[event_id]  # (``recent`` keeps it: the changelog must write it)
+                    moving.append((event_id, packed >> _FINGERPRINT_BITS,
+                                   (packed & _FINGERPRINT_MASK).to_bytes(32, "big")))
+        if moving:
+            older.add(moving)
+            self._older_held = True
+
+    def _find_older(self, event_id: str) -> int | None:
+        """An id's entry in ``older``, packed as in memory (None when not there)."""
+        older = self._older
+        if older is None:
+            return None
+        found = older.find(event_id)
+        if found is None:
+            return None
+        return found[0] << _FINGERPRINT_BITS | int.from_bytes(found[1], "big")
+
+    def _expire_older(self, horizon_us: int) -> list[str]:
+        """Drop from ``older`` what the horizon has passed, a minute at a time."""
+        older = self._older
+        minute = horizon_us // _MINUTE_US
+        if older is None or not self._older_held or minute <= self._older_expired_minute:
+            return []
+        self._older_expired_minute = minute
+        seen, recent = self._seen, self._recent
+        expired = []
+        for event_id, _ in older.expire(minute * _MINUTE_US):
+            if event_id not in seen:  # else held in memory with a newer time: not expired
+                recent.pop(event_id, None)  # as for an id expired from memory
+                expired.append(event_id)
+        return expired
 
     def _expire(self) -> list[str]:
         horizon_us = self._horizon_us
         expired: list[str] = []
+        if self._older_held and horizon_us is not None:
+            expired = self._expire_older(horizon_us)
         heap = self._minute_heap
         if horizon_us is None or not heap or (heap[0] + 1) * _MINUTE_US > horizon_us:
             return expired  # the usual case: no whole minute has left the window

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from processors.catalog import Catalog
 from processors.catalog.model import MissingPolicy
-from processors.dedup import DEFAULT_WINDOW, Verdict, payload_fingerprint
+from processors.dedup import DEFAULT_WINDOW, OlderIds, Verdict, payload_fingerprint
 from processors.errors import EventRejected, ReasonCode
 from processors.events import Origin, RatedUsage, UsageEvent
 from processors.lookups import paying_account
@@ -40,8 +40,10 @@ MAX_AHEAD = timedelta(hours=1)
 class PartitionState:
     """Rating and quota state of one partition, behind one persistence protocol."""
 
-    def __init__(self, dedup_window: timedelta = DEFAULT_WINDOW) -> None:
-        self.rating = RatingState(dedup_window=dedup_window)
+    def __init__(self, dedup_window: timedelta = DEFAULT_WINDOW,
+                 older_ids: OlderIds | None = None,
+                 memory_span: timedelta | None = None) -> None:
+        self.rating = RatingState(dedup_window, older_ids, memory_span)
         self.quota = QuotaState(self.rating.dedup)
 
     def is_late(self, event_time: datetime) -> bool:

@@ -37,7 +37,7 @@ from decimal import Decimal
 from json.encoder import encode_basestring_ascii as _json  # what json.dumps escapes with
 from typing import NamedTuple, TypeVar
 
-from processors.dedup import DEFAULT_WINDOW, DedupWindow, SeenEvent
+from processors.dedup import DEFAULT_WINDOW, DedupWindow, OlderIds, SeenEvent
 from processors.errors import RatingError
 from processors.events import iso_text, utc
 from processors.money import ZERO
@@ -114,8 +114,12 @@ _MONTHS: dict[tuple[int, int], str] = {}
 
 
 class RatingState:
-    def __init__(self, dedup_window: timedelta = DEFAULT_WINDOW) -> None:
-        self.dedup = DedupWindow(dedup_window)
+    def __init__(self, dedup_window: timedelta = DEFAULT_WINDOW,
+                 older_ids: OlderIds | None = None,
+                 memory_span: timedelta | None = None) -> None:
+        """``older_ids`` and ``memory_span``: where the dedup window keeps the ids older
+        than the span (``DedupWindow``); their blocks then keep their ids as one string."""
+        self.dedup = DedupWindow(dedup_window, older_ids, memory_span)
         self._accumulated: dict[AccumulationKey, Decimal] = {}
         self._credit_used: dict[CreditKey, Decimal] = {}
         self._dirty: set[str] = set()
@@ -123,8 +127,12 @@ class RatingState:
         self._kept_from = ""
         # Seen-id blocks in the changelog (module docstring): key -> (newest event time
         # in µs, its ids), and the same keys by newest time, oldest first, for expiry.
-        self._blocks: dict[str, tuple[int, list[str]]] = {}
+        # The ids of a block behind the window's memory horizon are one JSON string
+        # (_pack_blocks): kept as a list, they would keep the ids on disk in memory.
+        self._blocks: dict[str, tuple[int, list[str] | str]] = {}
         self._block_heap: list[tuple[int, str]] = []
+        self._unpacked_heap: list[tuple[int, str]] = []  # blocks with lists, by newest
+        self._packing = self.dedup.moves_older()
         self._next_block = 0
         self._legacy: set[str] = set()  # ids restored from one-id ``seen|`` records
         # The blocks the ids recorded since clear_dirty() make: key -> (value, newest
@@ -169,6 +177,20 @@ class RatingState:
                     self._dirty.add(_seen_key(gone))
         self._expire_blocks()
         self._expire_periods()
+        if self._packing:
+            self._pack_blocks()
+
+    def _pack_blocks(self) -> None:
+        """Turn the id lists of blocks wholly behind the memory horizon into strings."""
+        heap = self._unpacked_heap
+        memory_horizon_us = self.dedup.memory_horizon_us
+        if not heap or memory_horizon_us is None or heap[0][0] >= memory_horizon_us:
+            return  # the usual case
+        while heap and heap[0][0] < memory_horizon_us:
+            newest, key = heapq.heappop(heap)
+            block = self._blocks.get(key)
+            if block is not None and block[0] == newest and isinstance(block[1], list):
+                self._blocks[key] = (newest, json.dumps(block[1], separators=(",", ":")))
 
     def _expire_blocks(self) -> None:
         """Delete the seen-id blocks whose newest event has left the dedup window: every
@@ -225,6 +247,8 @@ class RatingState:
         for key, (_, newest, ids) in pending.items():
             self._blocks[key] = (newest, ids)
             heapq.heappush(self._block_heap, (newest, key))
+            if self._packing:
+                heapq.heappush(self._unpacked_heap, (newest, key))
         self._next_block += len(pending)
         self._pending = None
         self._dirty.clear()
@@ -288,13 +312,14 @@ class RatingState:
         return _block_value([_block_entry(event_id, *entry)
                              for event_id, entry in self._still_held(block)])
 
-    def _still_held(self, block: tuple[int, list[str]]) -> list[tuple[str, tuple[str, int]]]:
+    def _still_held(self, block: tuple[int, list[str] | str]
+                    ) -> list[tuple[str, tuple[str, int]]]:
         """The ids of a block the window still holds as the block has them, with their
         entries: not those forgotten since, nor those seen again later (a newer block
         has them)."""
         newest, ids = block
         held = []
-        for event_id in ids:
+        for event_id in (ids if isinstance(ids, list) else _packed_ids(ids)):
             entry = self.dedup.entry(event_id)
             if entry is not None and entry[1] <= newest:
                 held.append((event_id, entry))
@@ -361,6 +386,14 @@ class RatingState:
         assert newest is not None  # seen is not empty
         self._blocks[key] = (newest, list(seen))
         heapq.heappush(self._block_heap, (newest, key))
+        if self._packing:  # also while restoring: memory never holds more than the span
+            heapq.heappush(self._unpacked_heap, (newest, key))
+            self._pack_blocks()
+
+
+def _packed_ids(packed: str) -> list[str]:
+    ids: list[str] = json.loads(packed)
+    return ids
 
 
 def _block_entry(event_id: str, fingerprint: str, event_us: int) -> str:

@@ -8,12 +8,10 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from types import FrameType
 
 from processors.catalog.model import MissingPolicy
 from processors.errors import RatingError
-from processors.pipeline import PartitionState
 from processors.quota.model import UnknownInstances
 from stream.catalog_feed import CatalogFeed, WaitStopped
 from stream.clients import (
@@ -35,6 +33,7 @@ from stream.observability import (
     start_server,
     stop_server,
 )
+from stream.seen_ids_on_disk import partition_states
 from stream.settings import Connections, Settings
 from stream.stages import DecodedEvents, RaterStage, RouterStage
 from stream.state_store import ChangelogStateStore, log_ends_of, undecided_timeout_s
@@ -99,7 +98,6 @@ def _run(settings: Settings, connections: Connections, options: RunOptions,
         log.info("stopped before a catalog arrived: nothing was processed")
         return 0
     ops.readiness.catalog_loaded(feed.current.version)
-    window = timedelta(days=settings.processor.dedup_window_days)
     stages: list[Stage] = []
     store = None
     # Both stages in this process: the rater takes the events the router decoded.
@@ -109,7 +107,7 @@ def _run(settings: Settings, connections: Connections, options: RunOptions,
         stages.append(RouterStage(codecs, topics, lambda: feed.current, handoff=handoff))
     if "rater" in options.stages:
         store = ChangelogStateStore(reading_consumer(connections), topics.changelog.name,
-                                    lambda: PartitionState(dedup_window=window),
+                                    partition_states(settings.processor),
                                     log_ends_of(admin_client(connections)), undecided_s)
         stages.append(RaterStage(codecs, topics, lambda: feed.current, store,
                                  no_agreement=MissingPolicy(settings.processor.no_agreement),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,11 @@ TRANSACTION_TIMEOUT_MS = IntRange(1_000, 900_000)
 # 0 parks every out-of-order event as late, a negative window every event. The window's
 # ids are held in memory (README, Known limits): more than a year is a unit mistake.
 DEDUP_WINDOW_DAYS = IntRange(1, 366)
+# The ids of the last this many hours of event time stay in memory, older ones go to a
+# file in state_dir (stream/seen_ids_on_disk.py); a span as long as the window or longer
+# keeps them all in memory.
+DEDUP_MEMORY_HOURS = IntRange(1, 366 * 24)
+DEFAULT_DEDUP_MEMORY_HOURS = 24
 PORT = IntRange(0, 65_535)  # 0: any free port
 PAGE_LIMIT = IntRange(1)  # and page_limit <= max_page_limit
 
@@ -77,7 +83,10 @@ TOP_LEVEL_KEYS = ("topics", "processor", "catalog_dir", "workload_file", "log_le
                   "api")
 TOPIC_SPEC_KEYS = ("name", "partitions", "cleanup", "retention_hours")
 PROCESSOR_KEYS = ("group_id", "batch_size", "batch_timeout_s", "transaction_timeout_ms",
-                  "dedup_window_days", "no_agreement", "unknown_instances")
+                  "dedup_window_days", "no_agreement", "unknown_instances",
+                  "dedup_memory_hours", "state_dir")
+OPTIONAL_PROCESSOR_KEYS = ("no_agreement", "unknown_instances", "dedup_memory_hours",
+                           "state_dir")
 SINKS_KEYS = ("history_url",)
 API_KEYS = ("host", "port", "tokens_file", "page_limit", "max_page_limit")
 
@@ -124,6 +133,14 @@ class ProcessorSettings:
     dedup_window_days: int
     no_agreement: str  # "allow" | "reject"
     unknown_instances: str = "reject"  # "reject" | "adopt" (processors/quota/model.py)
+    dedup_memory_hours: int = DEFAULT_DEDUP_MEMORY_HOURS
+    state_dir: str | None = None  # None: the system's temporary directory
+
+    @property
+    def dedup_memory_span(self) -> timedelta | None:
+        """How much event time of seen ids memory holds; None: the whole window."""
+        span = timedelta(hours=self.dedup_memory_hours)
+        return span if span < timedelta(days=self.dedup_window_days) else None
 
 
 @dataclass(frozen=True)
@@ -258,9 +275,9 @@ class _Section:
 
 
 def _env_integer(env: Mapping[str, str], variable: str, section: _Section, key: str,
-                 allowed: IntRange) -> int:
+                 allowed: IntRange, default: int | None = None) -> int:
     """``section.key``, overridden by the environment variable when it is set."""
-    in_file = section.integer(key, allowed)  # checked even when overridden
+    in_file = section.integer(key, allowed, default)  # checked even when overridden
     text = env.get(variable)
     if not text:
         return in_file
@@ -343,7 +360,7 @@ def _topic_spec(raw: Any, path: Path, role: str) -> TopicSpec:
 
 def _processor(raw: Any, path: Path, env: dict[str, str]) -> ProcessorSettings:
     # no_agreement defaults to allow, unknown_instances to reject
-    required = [key for key in PROCESSOR_KEYS if key not in ("no_agreement", "unknown_instances")]
+    required = [key for key in PROCESSOR_KEYS if key not in OPTIONAL_PROCESSOR_KEYS]
     section = _Section.read(path, "processor", raw, PROCESSOR_KEYS, required)
     group_id = section.text("group_id")
     return ProcessorSettings(
@@ -355,6 +372,11 @@ def _processor(raw: Any, path: Path, env: dict[str, str]) -> ProcessorSettings:
         dedup_window_days=section.integer("dedup_window_days", DEDUP_WINDOW_DAYS),
         no_agreement=section.choice("no_agreement", ("allow", "reject"), "allow"),
         unknown_instances=section.choice("unknown_instances", ("reject", "adopt"), "reject"),
+        dedup_memory_hours=_env_integer(env, "RATING_DEDUP_MEMORY_HOURS", section,
+                                        "dedup_memory_hours", DEDUP_MEMORY_HOURS,
+                                        DEFAULT_DEDUP_MEMORY_HOURS),
+        state_dir=env.get("RATING_STATE_DIR") or (
+            section.text("state_dir") if "state_dir" in section.values else None),
     )
 
 

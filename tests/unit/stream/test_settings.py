@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,8 @@ def _with(tmp_path: Path, dotted: str, value: object) -> Path:
     ("processor.dedup_window_days", 0, 1),
     ("processor.dedup_window_days", -5, 1),
     ("processor.dedup_window_days", 367, 366),
+    ("processor.dedup_memory_hours", 0, 1),
+    ("processor.dedup_memory_hours", 366 * 24 + 1, 366 * 24),
     ("processor.transaction_timeout_ms", 999, 1_000),
     ("processor.transaction_timeout_ms", 900_001, 900_000),
     ("processor.batch_size", 1_000_001, 1_000_000),
@@ -175,3 +178,26 @@ def test_unknown_instances_defaults_to_reject_and_takes_adopt(tmp_path: Path) ->
     assert load_settings(adopt, environ={}).processor.unknown_instances == "adopt"
     with pytest.raises(SettingsError, match=r"settings.yaml: processor.unknown_instances "):
         load_settings(_with(tmp_path, "processor.unknown_instances", "bill"), environ={})
+
+
+def test_dedup_memory_span_defaults_to_a_day_and_the_state_dir_to_none(tmp_path: Path) -> None:
+    shipped = load_settings(environ={}).processor
+    assert (shipped.dedup_memory_hours, shipped.state_dir) == (24, None)
+    assert shipped.dedup_memory_span == timedelta(hours=24)
+    given = load_settings(_with(tmp_path, "processor.state_dir", "/var/lib/rating"),
+                          environ={"RATING_DEDUP_MEMORY_HOURS": "6"}).processor
+    assert (given.dedup_memory_hours, given.state_dir) == (6, "/var/lib/rating")
+    overridden = load_settings(environ={"RATING_STATE_DIR": str(tmp_path)}).processor
+    assert overridden.state_dir == str(tmp_path)
+    with pytest.raises(SettingsError, match=r"processor.dedup_memory_hours: "
+                                            r"RATING_DEDUP_MEMORY_HOURS must be "):
+        load_settings(environ={"RATING_DEDUP_MEMORY_HOURS": "0"})
+    with pytest.raises(SettingsError, match=r"settings.yaml: processor.state_dir must be "):
+        load_settings(_with(tmp_path, "processor.state_dir", ""), environ={})
+
+
+def test_a_memory_span_as_long_as_the_window_keeps_every_id_in_memory(tmp_path: Path) -> None:
+    window_long = load_settings(environ={"RATING_DEDUP_MEMORY_HOURS": str(35 * 24)}).processor
+    assert window_long.dedup_memory_span is None
+    just_shorter = load_settings(environ={"RATING_DEDUP_MEMORY_HOURS": str(35 * 24 - 1)})
+    assert just_shorter.processor.dedup_memory_span == timedelta(hours=35 * 24 - 1)

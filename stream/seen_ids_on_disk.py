@@ -1,0 +1,119 @@
+"""The dedup window's older ids on local disk (SQLite), so memory holds only recent ones.
+
+A ``DedupWindow`` keeps the ids of its last ``processor.dedup_memory_hours`` of event
+time in memory and hands older ones to a ``SeenIdsOnDisk`` (``processors.dedup.OlderIds``):
+one SQLite file per partition state, in ``processor.state_dir`` (the system's temporary
+directory when unset).
+
+The file is a cache, never the truth: the changelog is. Every restore (partition
+assignment, an aborted transaction) builds a new partition state, and with it a new
+file, from the changelog; the old state's file goes with it. So the file needs no
+journal and no fsync (a crash loses nothing the changelog does not have), and two
+processes never share one (each file has a unique name). The file is unlinked as soon
+as SQLite has it open, so even a killed process leaves nothing behind: its space shows
+in ``df``, not in ``ls``, and in the metric ``rating_dedup_disk_bytes``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import tempfile
+import weakref
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from processors.pipeline import PartitionState
+from stream.settings import ProcessorSettings
+
+log = logging.getLogger(__name__)
+
+# SQLite's page cache per file, KiB (negative cache_size): recent pages of the id index
+# stay in memory, the rest is read from the OS page cache when an id is looked up.
+CACHE_KIB = 8 * 1024
+
+
+def partition_states(settings: ProcessorSettings) -> Callable[[], PartitionState]:
+    """Makes the rater's partition states: ids older than ``dedup_memory_hours`` on disk."""
+    window = timedelta(days=settings.dedup_window_days)
+    span = settings.dedup_memory_span
+    if span is None:
+        log.info("dedup window %s: every seen id in memory", window)
+        return lambda: PartitionState(dedup_window=window)
+    log.info("dedup window %s: seen ids of the last %s in memory, older ones in %s",
+             window, span, settings.state_dir or tempfile.gettempdir())
+    directory = settings.state_dir
+    return lambda: PartitionState(window, SeenIdsOnDisk(directory), span)
+
+
+class SeenIdsOnDisk:
+    """Event ids with their event time (µs since the epoch) and fingerprint, on disk."""
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        where = Path(directory) if directory else Path(tempfile.gettempdir())
+        where.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix="seen-ids-", suffix=".sqlite3", dir=where)
+        os.close(handle)
+        try:
+            self._db = sqlite3.connect(name, isolation_level=None, check_same_thread=False)
+            for pragma in ("journal_mode = OFF", "synchronous = OFF",
+                           "locking_mode = EXCLUSIVE", "temp_store = MEMORY",
+                           f"cache_size = -{CACHE_KIB}"):
+                self._db.execute(f"PRAGMA {pragma}")
+            self._db.execute("CREATE TABLE seen (id TEXT PRIMARY KEY, event_us INTEGER"
+                             " NOT NULL, fingerprint BLOB NOT NULL) WITHOUT ROWID")
+            self._db.execute("CREATE INDEX seen_by_time ON seen (event_us)")
+        finally:
+            os.unlink(name)  # SQLite holds it open (module docstring)
+        self._closer = weakref.finalize(self, self._db.close)
+
+    def add(self, entries: list[tuple[str, int, bytes]]) -> None:
+        """Hold (id, event µs, fingerprint) entries; one already held is replaced."""
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.executemany("INSERT OR REPLACE INTO seen VALUES (?, ?, ?)", entries)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def find(self, event_id: str) -> tuple[int, bytes] | None:
+        """The id's event time and fingerprint, or None when not held."""
+        row = self._db.execute("SELECT event_us, fingerprint FROM seen WHERE id = ?",
+                               (event_id,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def discard(self, event_id: str) -> None:
+        self._db.execute("DELETE FROM seen WHERE id = ?", (event_id,))
+
+    def expire(self, horizon_us: int) -> list[tuple[str, int]]:
+        """Drop the entries older than ``horizon_us``; returns them as (id, event µs)."""
+        db = self._db
+        gone = db.execute("SELECT id, event_us FROM seen WHERE event_us < ?",
+                          (horizon_us,)).fetchall()
+        if gone:
+            db.execute("DELETE FROM seen WHERE event_us < ?", (horizon_us,))
+        return [(row[0], row[1]) for row in gone]
+
+    def count(self) -> int:
+        """How many ids are held (reads the whole index: for tests and logs, not per event)."""
+        rows: int = self._db.execute("SELECT count(*) FROM seen").fetchone()[0]
+        return rows
+
+    def size_bytes(self) -> int:
+        """What the ids take on disk (the file's pages)."""
+        if not self._closer.alive:
+            return 0
+        pages: int = self._db.execute("PRAGMA page_count").fetchone()[0]
+        page_size: int = self._db.execute("PRAGMA page_size").fetchone()[0]
+        return pages * page_size
+
+    def ids(self) -> list[str]:
+        return [row[0] for row in self._db.execute("SELECT id FROM seen")]
+
+    def close(self) -> None:
+        """Close the file, which frees its space (also done when the object is collected)."""
+        self._closer()
