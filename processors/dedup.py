@@ -309,9 +309,13 @@ class DedupWindow:
             # Without the datetime (a restore), ``horizon`` builds it when asked.
             self._horizon = event_time - self.window if event_time is not None else None
             if self._older is not None:
-                self._memory_horizon_us = memory_horizon_us = event_us - self._memory_span_us
-                if (self._minute_heap[0] + 1) * _MINUTE_US <= memory_horizon_us:
-                    self._move_older(memory_horizon_us)
+                self._memory_horizon_us = event_us - self._memory_span_us
+        # An entry behind the memory span (the newest moved on, or an event out of order)
+        # moves out at once, with its whole minute.
+        memory_horizon_us = self._memory_horizon_us
+        if memory_horizon_us is not None \
+                and (self._minute_heap[0] + 1) * _MINUTE_US <= memory_horizon_us:
+            self._move_older(memory_horizon_us)
 
     def _move_older(self, memory_horizon_us: int) -> None:
         """Move the minutes wholly behind the memory span to ``older`` (also during a

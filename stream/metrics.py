@@ -20,6 +20,9 @@ Served per process on ``/metrics`` by stream/observability.py (``--metrics-port`
   (a caught-up transactional partition may show 1: the commit marker).
 - ``rating_end_to_end_seconds`` (histogram): event time to rated, observed by the rater.
 - ``rating_quota_alerts_total{threshold,action}``: alerts written to quota.alerts.
+- ``rating_dedup_ids_in_memory{partition}``, ``rating_dedup_disk_bytes{partition}``: the
+  rater's seen ids held in memory, and the file the older ones are in
+  (``processor.dedup_memory_hours``; stream/seen_ids_on_disk.py), per owned partition.
   Quota blocks (usage.rejected) count in ``rating_events_dead_lettered_total{stage="quota"}``.
 """
 
@@ -71,3 +74,9 @@ END_TO_END_SECONDS = Histogram("rating_end_to_end_seconds",
 QUOTA_ALERTS = Counter("rating_quota_alerts_total",
                        "Quota alerts written to quota.alerts, by threshold percent and action.",
                        ["threshold", "action"])
+DEDUP_IDS_IN_MEMORY = Gauge("rating_dedup_ids_in_memory",
+                            "Seen event ids the rater holds in memory, per owned partition.",
+                            ["partition"])
+DEDUP_DISK_BYTES = Gauge("rating_dedup_disk_bytes",
+                         "Bytes of the file holding the seen ids older than the memory span, "
+                         "per owned partition.", ["partition"])

@@ -33,7 +33,7 @@ from stream.observability import (
     start_server,
     stop_server,
 )
-from stream.seen_ids_on_disk import partition_states
+from stream.seen_ids_on_disk import DedupGauges, partition_states
 from stream.settings import Connections, Settings
 from stream.stages import DecodedEvents, RaterStage, RouterStage
 from stream.state_store import ChangelogStateStore, log_ends_of, undecided_timeout_s
@@ -130,9 +130,13 @@ def _run(settings: Settings, connections: Connections, options: RunOptions,
     loop = ExactlyOnceLoop(consumer, producer, stages, settings.processor.batch_size,
                            settings.processor.batch_timeout_s, listener=ops)
 
+    dedup_gauges = DedupGauges(store) if store is not None else None
+
     def between_batches() -> None:
         feed.refresh()
         ops.between_batches(feed.current.version)
+        if dedup_gauges is not None:
+            dedup_gauges.update()
 
     idle = _IdleWatch(options.idle_exit_s, loop)
     log.info("processor %s running stages %s with catalog %s", options.instance_id,

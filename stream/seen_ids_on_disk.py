@@ -26,7 +26,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from processors.pipeline import PartitionState
+from stream import metrics
 from stream.settings import ProcessorSettings
+from stream.state_store import ChangelogStateStore
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,28 @@ def partition_states(settings: ProcessorSettings) -> Callable[[], PartitionState
              window, span, settings.state_dir or tempfile.gettempdir())
     directory = settings.state_dir
     return lambda: PartitionState(window, SeenIdsOnDisk(directory), span)
+
+
+class DedupGauges:
+    """Keeps ``rating_dedup_ids_in_memory`` and ``rating_dedup_disk_bytes`` up to date
+    (between batches, in the loop's thread: the SQLite connection stays in one thread)."""
+
+    def __init__(self, store: ChangelogStateStore) -> None:
+        self._store = store
+        self._reported: set[str] = set()
+
+    def update(self) -> None:
+        owned = set()
+        for partition in self._store.partitions():
+            dedup = self._store.state(partition).rating.dedup
+            label = str(partition)
+            owned.add(label)
+            metrics.labelled(metrics.DEDUP_IDS_IN_MEMORY, label).set(dedup.held_in_memory())
+            metrics.labelled(metrics.DEDUP_DISK_BYTES, label).set(dedup.older_bytes())
+        for label in self._reported - owned:  # revoked: no stale series
+            metrics.DEDUP_IDS_IN_MEMORY.remove(label)
+            metrics.DEDUP_DISK_BYTES.remove(label)
+        self._reported = owned
 
 
 class SeenIdsOnDisk:
@@ -68,6 +92,7 @@ class SeenIdsOnDisk:
         finally:
             os.unlink(name)  # SQLite holds it open (module docstring)
         self._closer = weakref.finalize(self, self._db.close)
+        self._size = self._measure()
 
     def add(self, entries: list[tuple[str, int, bytes]]) -> None:
         """Hold (id, event µs, fingerprint) entries; one already held is replaced."""
@@ -79,6 +104,7 @@ class SeenIdsOnDisk:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        self._size = self._measure()
 
     def find(self, event_id: str) -> tuple[int, bytes] | None:
         """The id's event time and fingerprint, or None when not held."""
@@ -96,6 +122,7 @@ class SeenIdsOnDisk:
                           (horizon_us,)).fetchall()
         if gone:
             db.execute("DELETE FROM seen WHERE event_us < ?", (horizon_us,))
+            self._size = self._measure()
         return [(row[0], row[1]) for row in gone]
 
     def count(self) -> int:
@@ -104,15 +131,16 @@ class SeenIdsOnDisk:
         return rows
 
     def size_bytes(self) -> int:
-        """What the ids take on disk (the file's pages)."""
-        if not self._closer.alive:
-            return 0
-        pages: int = self._db.execute("PRAGMA page_count").fetchone()[0]
-        page_size: int = self._db.execute("PRAGMA page_size").fetchone()[0]
-        return pages * page_size
+        """What the ids take on disk (the file's pages, as of the last change)."""
+        return self._size if self._closer.alive else 0
 
     def ids(self) -> list[str]:
         return [row[0] for row in self._db.execute("SELECT id FROM seen")]
+
+    def _measure(self) -> int:
+        pages: int = self._db.execute("PRAGMA page_count").fetchone()[0]
+        page_size: int = self._db.execute("PRAGMA page_size").fetchone()[0]
+        return pages * page_size
 
     def close(self) -> None:
         """Close the file, which frees its space (also done when the object is collected)."""
