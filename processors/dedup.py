@@ -149,7 +149,7 @@ class DedupWindow:
     to ``older`` (local disk), where ``check`` looks for an id it does not hold in
     memory. Memory then wins: an id put again is held in memory with its newer entry,
     and an older copy left in ``older`` is never read while it is. The verdicts are
-    the same as with every id in memory (tests/unit/processors/test_dedup_on_disk.py).
+    the same as with every id in memory (tests/unit/stream/test_seen_ids_on_disk.py).
     """
 
     def __init__(self, window: timedelta = DEFAULT_WINDOW, older: OlderIds | None = None,
@@ -324,17 +324,26 @@ class DedupWindow:
         assert older is not None
         heap, seen = self._minute_heap, self._seen
         moving: list[tuple[str, int, bytes]] = []
+        oldest_us: int | None = None
         while heap and (heap[0] + 1) * _MINUTE_US <= memory_horizon_us:
             for event_id in self._minutes.pop(heapq.heappop(heap)):
                 packed = seen.get(event_id)
                 # Skip ids removed since, or put again with a newer time.
                 if packed is not None and packed >> _FINGERPRINT_BITS < memory_horizon_us:
                     del seen[event_id]  # (``recent`` keeps it: the changelog must write it)
-                    moving.append((event_id, packed >> _FINGERPRINT_BITS,
+                    event_us = packed >> _FINGERPRINT_BITS
+                    if oldest_us is None or event_us < oldest_us:
+                        oldest_us = event_us
+                    moving.append((event_id, event_us,
                                    (packed & _FINGERPRINT_MASK).to_bytes(32, "big")))
         if moving:
             older.add(moving)
             self._older_held = True
+            assert oldest_us is not None
+            # An entry behind what ``older`` has already expired (put after a record, or
+            # recorded late): expire ``older`` again at the next ``_expire``, as memory would.
+            self._older_expired_minute = min(self._older_expired_minute,
+                                             oldest_us // _MINUTE_US)
 
     def _find_older(self, event_id: str) -> int | None:
         """An id's entry in ``older``, packed as in memory (None when not there)."""
@@ -369,11 +378,14 @@ class DedupWindow:
         heap = self._minute_heap
         if horizon_us is None or not heap or (heap[0] + 1) * _MINUTE_US > horizon_us:
             return expired  # the usual case: no whole minute has left the window
+        # Whole minutes only, by an id's current event time (as ``older`` expires): an id
+        # put again in a later minute goes with that minute, not with its first one.
+        cutoff_us = horizon_us // _MINUTE_US * _MINUTE_US
         while heap and (heap[0] + 1) * _MINUTE_US <= horizon_us:
             for event_id in self._minutes.pop(heapq.heappop(heap)):
                 packed = self._seen.get(event_id)
                 # Skip ids removed since, or put again with a newer time.
-                if packed is not None and packed >> _FINGERPRINT_BITS < horizon_us:
+                if packed is not None and packed >> _FINGERPRINT_BITS < cutoff_us:
                     del self._seen[event_id]
                     self._recent.pop(event_id, None)
                     expired.append(event_id)

@@ -13,7 +13,7 @@ import hashlib
 import os
 import random
 import tracemalloc
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from hypothesis import example, given, settings
@@ -201,7 +201,7 @@ def test_a_span_as_long_as_the_window_keeps_every_id_in_memory(tmp_path: Path) -
                                    "RATING_DEDUP_MEMORY_HOURS": str(35 * 24)}).processor
     state = partition_states(every)()
     assert not state.rating.dedup.moves_older()
-    assert list(tmp_path.iterdir()) == []
+    assert _open_in(tmp_path) == []  # no file made
 
 
 def _memory_of(make: object, ids: int) -> int:
@@ -229,3 +229,36 @@ def test_ids_on_disk_cost_memory_a_fraction_of_ids_in_memory(tmp_path: Path) -> 
     on_disk = _memory_of(lambda: RatingState(WINDOW, SeenIdsOnDisk(tmp_path), SPAN), 20_000)
     # 5 of the 40 hours in memory; the other 35 as one string of ids per block.
     assert on_disk < in_memory / 3, (on_disk, in_memory)
+
+
+def _seen_again_then_out(state: RatingState) -> list[Record]:
+    """An id out of the window seen again in the next minute, then out again before that
+    minute has left the window, all in one batch."""
+    def at(minute: int, second: int) -> datetime:
+        return T0 + timedelta(minutes=minute, seconds=second)
+    log: list[Record] = []
+    state.remember("x", _fingerprint(0), at(0, 30))
+    log += _write_batch(state)
+    state.remember("y", _fingerprint(0), at(10, 40))  # horizon 00:40: x is out
+    assert state.dedup.check("x", _fingerprint(0)) is Verdict.NEW
+    state.remember("x", _fingerprint(0), at(1, 10))
+    state.remember("z", _fingerprint(0), at(11, 20))  # horizon 01:20: x is out again
+    log += _write_batch(state)
+    return log
+
+
+def test_an_id_put_again_leaves_with_the_minute_of_its_new_time(tmp_path: Path) -> None:
+    window, span = timedelta(minutes=10), timedelta(minutes=2)
+    assert (_seen_again_then_out(RatingState(window, SeenIdsOnDisk(tmp_path), span))
+            == _seen_again_then_out(RatingState(window)))
+
+
+def test_an_id_moved_behind_what_disk_expired_still_expires(tmp_path: Path) -> None:
+    def run(window: DedupWindow) -> list[list[str]]:
+        return [window.record("a", _fingerprint(0), T0),
+                window.record("b", _fingerprint(0), T0 + timedelta(minutes=4)),
+                window.record("c", _fingerprint(0), T0),  # late (callers park these)
+                window.record("d", _fingerprint(0), T0 + timedelta(minutes=4))]
+    on_disk = DedupWindow(timedelta(minutes=2), SeenIdsOnDisk(tmp_path), timedelta(minutes=1))
+    assert run(on_disk) == run(DedupWindow(timedelta(minutes=2))) == [[], ["a"], ["c"], []]
+    assert not on_disk.knows("c")
