@@ -20,10 +20,10 @@ Served per process on ``/metrics`` by stream/observability.py (``--metrics-port`
   (a caught-up transactional partition may show 1: the commit marker).
 - ``rating_end_to_end_seconds`` (histogram): event time to rated, observed by the rater.
 - ``rating_quota_alerts_total{threshold,action}``: alerts written to quota.alerts.
+  Quota blocks (usage.rejected) count in ``rating_events_dead_lettered_total{stage="quota"}``.
 - ``rating_dedup_ids_in_memory{partition}``, ``rating_dedup_disk_bytes{partition}``: the
   rater's seen ids held in memory, and the file the older ones are in
   (``processor.dedup_memory_hours``; stream/seen_ids_on_disk.py), per owned partition.
-  Quota blocks (usage.rejected) count in ``rating_events_dead_lettered_total{stage="quota"}``.
 """
 
 from __future__ import annotations
