@@ -262,3 +262,51 @@ def test_an_id_moved_behind_what_disk_expired_still_expires(tmp_path: Path) -> N
     on_disk = DedupWindow(timedelta(minutes=2), SeenIdsOnDisk(tmp_path), timedelta(minutes=1))
     assert run(on_disk) == run(DedupWindow(timedelta(minutes=2))) == [[], ["a"], ["c"], []]
     assert not on_disk.knows("c")
+
+
+def _statements(older: SeenIdsOnDisk) -> list[str]:
+    statements: list[str] = []
+    older._db.set_trace_callback(statements.append)  # the SQL the file runs
+    return statements
+
+
+def test_ids_added_before_the_index_is_built_are_held_once_with_their_last_entry(
+        tmp_path: Path) -> None:
+    older = SeenIdsOnDisk(tmp_path)
+    first, last = bytes(32), bytes([7]) * 32
+    older.add([("a", 10, first), ("b", 20, first)])
+    older.add([("a", 30, last)])  # again, with a newer time: a restore can do this
+    statements = _statements(older)
+    assert older.find("a") == (30, last)
+    assert older.find("b") == (20, first)
+    assert older.count() == 2
+    # Expiring the first entry's time must not report "a": it is held, with 30.
+    assert older.expire(25) == [("b", 20)]
+    assert older.find("a") == (30, last)
+    older.add([("a", 40, first)])  # with the index: replaced at once
+    assert older.find("a") == (40, first)
+    assert older.count() == 1
+    assert sum("CREATE INDEX" in statement for statement in statements) == 1
+
+
+def test_a_restore_adds_ids_without_the_index_and_the_first_lookup_builds_it(
+        tmp_path: Path) -> None:
+    source = RatingState(WINDOW)
+    log: list[Record] = []
+    for n in range(2_000):  # 40 hours of ids
+        source.remember(f"id-{n}", _fingerprint(n), T0 + timedelta(seconds=n * 72))
+        if n % 100 == 99:
+            log += _write_batch(source)
+    older = SeenIdsOnDisk(tmp_path)
+    statements = _statements(older)
+    restored = RatingState(WINDOW, older, SPAN)
+    for key, value in log:
+        restored.load(key, value)
+    restored.clear_dirty()
+    assert any("INSERT" in statement for statement in statements)
+    assert not any("seen_by_id" in statement or "DELETE" in statement
+                   for statement in statements)
+    assert restored.dedup.check("id-0", _fingerprint(0)) is Verdict.DUPLICATE  # on disk
+    assert restored.dedup.check("id-0", _fingerprint(1)) is Verdict.CONFLICT
+    assert restored.dedup.check("id-new", _fingerprint(0)) is Verdict.NEW
+    assert sum("CREATE INDEX seen_by_id" in statement for statement in statements) == 1
