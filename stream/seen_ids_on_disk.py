@@ -103,17 +103,15 @@ class SeenIdsOnDisk:
     def add(self, entries: list[tuple[str, int, bytes]]) -> None:
         """Hold (id, event µs, fingerprint) entries; one already held is replaced."""
         db = self._db
+        # No journal, so no rollback: after a failure here the caller throws the state
+        # and its file away (the loop rewinds, and a restore builds both anew).
         db.execute("BEGIN")
-        try:
-            if self._indexed:
-                db.executemany("DELETE FROM seen WHERE id = ?",
-                               [(event_id,) for event_id, _, _ in entries])
-            # Without the index (a restore adding what memory moves out), an id added
-            # twice is held twice until ``_index`` keeps its last row.
-            db.executemany("INSERT INTO seen VALUES (?, ?, ?)", entries)
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        if self._indexed:
+            db.executemany("DELETE FROM seen WHERE id = ?",
+                           [(event_id,) for event_id, _, _ in entries])
+        # Without the index (a restore adding what memory moves out), an id added twice
+        # is held twice until ``_index`` keeps its last row.
+        db.executemany("INSERT INTO seen VALUES (?, ?, ?)", entries)
         db.execute("COMMIT")
         self._size = self._measure()
 
@@ -165,16 +163,12 @@ class SeenIdsOnDisk:
         random id per id added (about 10 µs each once the index outgrows the page cache):
         what makes a restore, which adds every id older than the memory span, fast."""
         db = self._db
-        db.execute("BEGIN")
-        try:
-            db.execute("CREATE INDEX seen_by_id ON seen (id)")
-            db.execute("DELETE FROM seen WHERE rowid IN (SELECT held.rowid FROM seen AS held"
-                       " JOIN (SELECT id, max(rowid) AS last FROM seen GROUP BY id"
-                       " HAVING count(*) > 1) AS again"
-                       " ON held.id = again.id AND held.rowid < again.last)")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        db.execute("BEGIN")  # (no rollback either: see ``add``)
+        db.execute("CREATE INDEX seen_by_id ON seen (id)")
+        db.execute("DELETE FROM seen WHERE rowid IN (SELECT held.rowid FROM seen AS held"
+                   " JOIN (SELECT id, max(rowid) AS last FROM seen GROUP BY id"
+                   " HAVING count(*) > 1) AS again"
+                   " ON held.id = again.id AND held.rowid < again.last)")
         db.execute("COMMIT")
         self._indexed = True
         self._size = self._measure()
