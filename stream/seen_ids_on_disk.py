@@ -98,63 +98,70 @@ class SeenIdsOnDisk:
             os.unlink(name)  # SQLite holds it open (module docstring)
         self._closer = weakref.finalize(self, self._db.close)
         self._indexed = False
-        self._size = self._measure()
+        self._size: int | None = None  # measured when asked, after a change
 
     def add(self, entries: list[tuple[str, int, bytes]]) -> None:
         """Hold (id, event µs, fingerprint) entries; one already held is replaced."""
         db = self._db
         # No journal, so no rollback: after a failure here the caller throws the state
-        # and its file away (the loop rewinds, and a restore builds both anew).
-        db.execute("BEGIN")
+        # and its file away (the loop rewinds, and a restore builds both anew). The
+        # transaction stays open until the next read (``_ready``): a restore's adds,
+        # minute after minute, go in one.
+        if not db.in_transaction:
+            db.execute("BEGIN")
         if self._indexed:
             db.executemany("DELETE FROM seen WHERE id = ?",
                            [(event_id,) for event_id, _, _ in entries])
         # Without the index (a restore adding what memory moves out), an id added twice
         # is held twice until ``_index`` keeps its last row.
         db.executemany("INSERT INTO seen VALUES (?, ?, ?)", entries)
-        db.execute("COMMIT")
-        self._size = self._measure()
+        self._size = None
 
     def find(self, event_id: str) -> tuple[int, bytes] | None:
         """The id's event time and fingerprint, or None when not held."""
-        if not self._indexed:
-            self._index()
-        row = self._db.execute("SELECT event_us, fingerprint FROM seen WHERE id = ?",
+        row = self._ready().execute("SELECT event_us, fingerprint FROM seen WHERE id = ?",
                                (event_id,)).fetchone()
         return None if row is None else (row[0], row[1])
 
     def discard(self, event_id: str) -> None:
-        if not self._indexed:
-            self._index()
-        self._db.execute("DELETE FROM seen WHERE id = ?", (event_id,))
+        self._ready().execute("DELETE FROM seen WHERE id = ?", (event_id,))
 
     def expire(self, horizon_us: int) -> list[tuple[str, int]]:
         """Drop the entries older than ``horizon_us``; returns them as (id, event µs)."""
-        if not self._indexed:
-            self._index()
-        db = self._db
+        db = self._ready()
         gone = db.execute("SELECT id, event_us FROM seen WHERE event_us < ?",
                           (horizon_us,)).fetchall()
         if gone:
             db.execute("DELETE FROM seen WHERE event_us < ?", (horizon_us,))
-            self._size = self._measure()
+            self._size = None
         return [(row[0], row[1]) for row in gone]
 
     def count(self) -> int:
         """How many ids are held (reads the whole index: for tests and logs, not per event)."""
-        if not self._indexed:
-            self._index()
-        rows: int = self._db.execute("SELECT count(*) FROM seen").fetchone()[0]
+        rows: int = self._ready().execute("SELECT count(*) FROM seen").fetchone()[0]
         return rows
 
     def size_bytes(self) -> int:
         """What the ids take on disk (the file's pages, as of the last change)."""
-        return self._size if self._closer.alive else 0
+        if not self._closer.alive:
+            return 0
+        if self._size is None:  # (two PRAGMAs: once per batch for the gauge, not per add)
+            pages: int = self._db.execute("PRAGMA page_count").fetchone()[0]
+            page_size: int = self._db.execute("PRAGMA page_size").fetchone()[0]
+            self._size = pages * page_size
+        return self._size
 
     def ids(self) -> list[str]:
+        return [row[0] for row in self._ready().execute("SELECT id FROM seen")]
+
+    def _ready(self) -> sqlite3.Connection:
+        """The connection, with what ``add`` left open committed and the ids indexed."""
+        db = self._db
+        if db.in_transaction:
+            db.execute("COMMIT")
         if not self._indexed:
             self._index()
-        return [row[0] for row in self._db.execute("SELECT id FROM seen")]
+        return db
 
     def _index(self) -> None:
         """Index the ids, keeping only the last row added of an id added more than once.
@@ -171,12 +178,7 @@ class SeenIdsOnDisk:
                    " ON held.id = again.id AND held.rowid < again.last)")
         db.execute("COMMIT")
         self._indexed = True
-        self._size = self._measure()
-
-    def _measure(self) -> int:
-        pages: int = self._db.execute("PRAGMA page_count").fetchone()[0]
-        page_size: int = self._db.execute("PRAGMA page_size").fetchone()[0]
-        return pages * page_size
+        self._size = None
 
     def close(self) -> None:
         """Close the file, which frees its space (also done when the object is collected)."""
