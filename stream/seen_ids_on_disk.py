@@ -120,7 +120,7 @@ class SeenIdsOnDisk:
     def find(self, event_id: str) -> tuple[int, bytes] | None:
         """The id's event time and fingerprint, or None when not held."""
         row = self._ready().execute("SELECT event_us, fingerprint FROM seen WHERE id = ?",
-                               (event_id,)).fetchone()
+                                    (event_id,)).fetchone()
         return None if row is None else (row[0], row[1])
 
     def discard(self, event_id: str) -> None:
@@ -142,7 +142,7 @@ class SeenIdsOnDisk:
         return rows
 
     def size_bytes(self) -> int:
-        """What the ids take on disk (the file's pages, as of the last change)."""
+        """What the ids take on disk (the file's pages, measured again after a change)."""
         if not self._closer.alive:
             return 0
         if self._size is None:  # (two PRAGMAs: once per batch for the gauge, not per add)
