@@ -45,8 +45,8 @@ def _on_disk(directory: Path) -> RatingState:
     return RatingState(WINDOW, SeenIdsOnDisk(directory), SPAN)
 
 
-def _replayed_on_disk(log: list[Record], directory: Path) -> RatingState:
-    state = _on_disk(directory)
+def _replayed_on_disk(log: list[Record], older: SeenIdsOnDisk) -> RatingState:
+    state = RatingState(WINDOW, older, SPAN)
     for key, value in log:
         state.load(key, value)
     state.clear_dirty()
@@ -91,7 +91,7 @@ def test_ids_on_disk_decide_write_and_restore_as_ids_in_memory(
     assert disk_log == memory_log  # the changelog does not know where ids are held
     assert _held(on_disk) == _held(in_memory)
 
-    restored = _replayed_on_disk(_compact(disk_log, compaction), directory)
+    restored = _replayed_on_disk(_compact(disk_log, compaction), SeenIdsOnDisk(directory))
     assert restored.dedup.horizon == in_memory.dedup.horizon
     assert _verdicts(restored) == _verdicts(in_memory)
     for (id_index, payload, _, batch_ends), at in zip(sequence[restore_at:],
@@ -299,10 +299,7 @@ def test_a_restore_adds_ids_without_the_index_and_the_first_lookup_builds_it(
             log += _write_batch(source)
     older = SeenIdsOnDisk(tmp_path)
     statements = _statements(older)
-    restored = RatingState(WINDOW, older, SPAN)
-    for key, value in log:
-        restored.load(key, value)
-    restored.clear_dirty()
+    restored = _replayed_on_disk(log, older)
     assert any("INSERT" in statement for statement in statements)
     assert not any("seen_by_id" in statement or "DELETE" in statement
                    for statement in statements)
