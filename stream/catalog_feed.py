@@ -191,7 +191,10 @@ class CatalogFeed:
         if previous is not None:
             metrics.CATALOG_VERSION.labels(version=previous).set(0)
         metrics.CATALOG_VERSION.labels(version=catalog.version).set(1)
-        log.info("catalog version %s in use (was %s)", catalog.version, previous)
+        if previous is None:
+            log.info("catalog version %s in use", catalog.version)
+        else:
+            log.info("catalog version %s in use (was %s)", catalog.version, previous)
 
 
 def _sources(value: bytes) -> dict[str, str]:
