@@ -148,6 +148,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 class BillingHistoryStore(Sink, Protocol):
     """A billing-history backend: the sink contract plus the reads serving needs."""
 
+    def store_id(self) -> str:
+        """This history's own id (kept in it): names the sink's consumer group."""
+        ...
+
     def page(self, where: HistoryFilter, after: str | None, limit: int) -> HistoryPage:
         """Up to ``limit`` rows after the cursor, in ``(event_time, event_id)`` order."""
         ...

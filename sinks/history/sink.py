@@ -78,19 +78,31 @@ def rated_decoder(decoder: AvroDecoder, stop: threading.Event,
     return decode
 
 
-def open_when_reachable(url: str, stop: threading.Event,
-                        base_dir: Path | None = None) -> BillingHistoryStore | None:
-    """The store, waiting (with backoff) while its database is unreachable; None if stopped."""
+def open_when_reachable(url: str, stop: threading.Event, base_dir: Path | None = None
+                        ) -> tuple[BillingHistoryStore, str] | None:
+    """The store and its id (``store_id``), waiting (with backoff) while its database is
+    unreachable; None if stopped."""
     backoff = BACKOFF_INITIAL_S
     while True:
+        store = None
         try:
-            return open_history_store(url, base_dir)
+            store = open_history_store(url, base_dir)
+            return store, store.store_id()
         except TRANSIENT_ERRORS as exc:
+            if store is not None:
+                store.close()
             log.warning("billing history %s unreachable at start, retrying: %s", redact(url),
                         exc)
             if stop.wait(backoff):
                 return None
             backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+
+def history_group(settings: Settings, store_id: str) -> str:
+    """The sink's consumer group, one per history (its ``store_id``): sinks of two
+    histories must not split usage.rated's partitions between them, or each history
+    would silently miss the other's."""
+    return f"{settings.processor.group_id}-{SINK_NAME}-{store_id[:12]}"
 
 
 def run_billing_history(settings: Settings, connections: Connections, url: str,
@@ -107,12 +119,14 @@ def run_billing_history(settings: Settings, connections: Connections, url: str,
     check_history_url(url)  # a wrong --url is reported before anything connects
     rated = settings.topics.rated.name
     decoder = build_codecs(registry_client(connections), settings.topics).rated_decoder
-    store = open_when_reachable(url, stop, base_dir)
-    if store is None:
+    opened = open_when_reachable(url, stop, base_dir)
+    if opened is None:
         return None
-    log.info("billing history: %s -> %s", rated, redact(url))
+    store, store_id = opened
+    group = history_group(settings, store_id)
+    log.info("billing history: %s -> %s (consumer group %s)", rated, redact(url), group)
     try:
-        consumer = sink_consumer(connections, f"{settings.processor.group_id}-{SINK_NAME}")
+        consumer = sink_consumer(connections, group)
         runner = SinkRunner(consumer, store, rated, rated_decoder(decoder, stop),
                             batch_size=settings.processor.batch_size,
                             batch_timeout_s=settings.processor.batch_timeout_s,

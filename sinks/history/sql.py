@@ -34,6 +34,7 @@ from sinks.history.model import HistoryError, HistoryFilter, HistoryRow, History
 
 HISTORY_TABLE = "billing_history"
 OFFSETS_TABLE = "sink_offsets"
+STORES_TABLE = "sink_stores"  # one id per store, drawn once: names the sink's consumer group
 SQLITE_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # fixed width: text order == time order
 
 # Column kinds: how a HistoryRow field is typed and carried in each backend.
@@ -136,6 +137,8 @@ def schema_statements(dialect: Dialect) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {OFFSETS_TABLE} (\n  sink TEXT NOT NULL,\n"
         f"  topic TEXT NOT NULL,\n  partition INTEGER NOT NULL,\n"
         f"  next_offset {dialect.types[BIGINT]},\n  PRIMARY KEY (sink, topic, partition)\n)",
+        f"CREATE TABLE IF NOT EXISTS {STORES_TABLE} (\n  sink TEXT NOT NULL,\n"
+        f"  store_id TEXT NOT NULL,\n  PRIMARY KEY (sink)\n)",
     ]
     statements += [f"CREATE INDEX IF NOT EXISTS {name} ON {HISTORY_TABLE} ({', '.join(cols)})"
                     for name, cols in INDEXES]
@@ -169,6 +172,17 @@ def row_encoder(dialect: Dialect) -> Callable[[HistoryRow], tuple[Any, ...]]:
         return tuple(values)
 
     return encode
+
+
+def claim_store_id_sql(dialect: Dialect) -> str:
+    """The first id offered for a sink is kept: later offers (other processes) change nothing."""
+    p = dialect.placeholder
+    return (f"INSERT INTO {STORES_TABLE} (sink, store_id) VALUES ({p}, {p}) "
+            "ON CONFLICT (sink) DO NOTHING")
+
+
+def select_store_id_sql(dialect: Dialect) -> str:
+    return f"SELECT store_id FROM {STORES_TABLE} WHERE sink = {dialect.placeholder}"
 
 
 def select_offsets_sql(dialect: Dialect) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
@@ -80,6 +81,22 @@ class SqlHistoryStore:
         raise NotImplementedError
 
     # -- Sink -------------------------------------------------------------------------
+    def store_id(self) -> str:
+        """This history's own id, drawn by the first process to ask and kept in it.
+
+        The sink's consumer group is named after it: two sinks writing two histories
+        (say SQLite and PostgreSQL during a move) each read every partition, while
+        two sinks writing one history, by whatever URL, share its partitions."""
+        with self._guard("read the store id"):
+            connection = self._connection()
+            with self._transaction(connection):
+                cursor = connection.cursor()
+                cursor.execute(sql.claim_store_id_sql(self._dialect),
+                               (self.name, uuid.uuid4().hex))
+                cursor.execute(sql.select_store_id_sql(self._dialect), (self.name,))
+                (store_id,) = cursor.fetchone()
+            return str(store_id)
+
     def stored_offsets(self, topic: str) -> dict[int, int]:
         with self._guard("read the stored offsets"):
             cursor = self._connection().cursor()

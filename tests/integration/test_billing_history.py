@@ -79,6 +79,24 @@ def test_replay_and_restart_store_every_committed_record_once(
     assert history_view(stored_rows(backend)) == expected
 
 
+def test_two_histories_each_store_every_record(
+        pipeline: Pipeline, backend: Backend, tmp_path: Path) -> None:
+    """Two sinks writing two histories at once (say SQLite and PostgreSQL during a move)
+    each read every partition: with one consumer group they split them, and each history
+    silently lacked the other's partitions."""
+    produce_rated(pipeline, varied_values("m", 240))
+    expected = kafka_view(pipeline)
+    assert len({partition for partition, _ in expected}) > 1
+    other = Backend("sqlite", tmp_path / "other", None)
+    (tmp_path / "other").mkdir()
+    with history_sink(pipeline, backend.url) as first, \
+            history_sink(pipeline, other.url) as second:
+        first.wait_until(lambda: stored_count(backend) >= 240, "the first history")
+        second.wait_until(lambda: stored_count(other) >= 240, "the second history")
+    assert history_view(stored_rows(backend)) == expected
+    assert history_view(stored_rows(other)) == expected
+
+
 @pytest.mark.fault
 def test_sigkill_mid_run_then_restart_stores_exact_totals(
         pipeline: Pipeline, backend: Backend) -> None:

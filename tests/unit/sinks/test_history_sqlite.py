@@ -57,6 +57,25 @@ def test_batch_and_offsets_are_stored_together_and_replays_are_skipped(
     assert store.stored_offsets("other.topic") == {}
 
 
+def test_a_history_keeps_the_id_its_first_reader_drew(db_path: Path, tmp_path: Path) -> None:
+    first = open_history_store(f"sqlite:///{db_path}")
+    second = open_history_store(f"sqlite:///{db_path}")  # another process on the same file
+    other = open_history_store(f"sqlite:///{tmp_path / 'other.db'}")
+    try:
+        drawn = first.store_id()
+        assert len(drawn) == 32
+        assert second.store_id() == drawn
+        assert other.store_id() != drawn
+    finally:
+        for opened in (first, second, other):
+            opened.close()
+    reopened = open_history_store(f"sqlite:///{db_path}")
+    try:
+        assert reopened.store_id() == drawn
+    finally:
+        reopened.close()
+
+
 def test_the_providers_of_a_period_each_once(store: BillingHistoryStore) -> None:
     store.write_batch([sink_record(0), sink_record(1, provider="acme"),
                        sink_record(2, provider="acme"),
