@@ -97,7 +97,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_json(422, "INVALID_REQUEST", _validation_message(exc.errors()))
+        errors = exc.errors()
+        if any(error.get("type") == "json_invalid" for error in errors):
+            # Not JSON at all (docs/api.md: 400), rather than JSON with a wrong field (422).
+            return error_json(400, "BAD_REQUEST",
+                              "the body is not valid JSON: " + _validation_message(errors))
+        return error_json(422, "INVALID_REQUEST", _validation_message(errors))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -24,21 +24,27 @@ from api.deps import Caller, Services, account_in_scope
 from api.errors import ApiError, error_responses
 from api.models import EstimateBasis, EstimateOut, EstimateRequest, HistoryTierOut
 from processors.catalog import AttributeType, Catalog
+from processors.errors import EventRejected, ReasonCode
 from processors.events import AttributeValue, RatedUsage, UsageEvent, parse_number
 from processors.money import ZERO
 from processors.rating import estimate
 from processors.state import AccumulationKey, CreditKey, RatingState
 from sinks.history.model import BillingHistoryStore
+from stream.codec import NUL, OPTIONAL_TEXT, REQUIRED_TEXT
 
 router = APIRouter(tags=["estimates"])
 ESTIMATE_SOURCE = "rating-api-estimate"
 ESTIMATE_EVENT_ID = "estimate"
 TIERED = ("graduated", "volume")
+# The text fields of a request that become the event's (event_id and source are ours).
+ESTIMATE_TEXT = tuple(name for name in (*REQUIRED_TEXT, *OPTIONAL_TEXT)
+                      if name in EstimateRequest.model_fields)
 
 
 def event_of(body: EstimateRequest, catalog: Catalog, now: datetime) -> UsageEvent:
     """The request as a usage event; attributes typed by the catalog's item type (a
     declared number must be an integer or a decimal string)."""
+    _refuse_text_the_rater_refuses(body)
     item = catalog.service_item_types.get(body.service_item_type)
     attributes: dict[str, AttributeValue] = {}
     for name, raw in body.attributes.items():
@@ -57,6 +63,20 @@ def event_of(body: EstimateRequest, catalog: Catalog, now: datetime) -> UsageEve
                       attributes=attributes, requester=body.requester, home_ou=body.home_ou,
                       source=ESTIMATE_SOURCE, account_id=body.account_id,
                       provider=body.provider, product=body.product)
+
+
+def _refuse_text_the_rater_refuses(body: EstimateRequest) -> None:
+    """INVALID_EVENT, as the rater answers an event with a blank required field or a NUL
+    character in any text (stream/codec.py): an operation it would never price."""
+    texts = {name: getattr(body, name) for name in ESTIMATE_TEXT}
+    texts.update({f"attributes.{name}": f"{name}{raw}" for name, raw in body.attributes.items()})
+    for name, text in texts.items():
+        if name in REQUIRED_TEXT and not (text or "").strip():
+            raise EventRejected(ReasonCode.INVALID_EVENT, f"field {name!r} is empty",
+                                {"field": name})
+        if NUL in (text or ""):
+            raise EventRejected(ReasonCode.INVALID_EVENT,
+                                f"field {name!r} contains a NUL character", {"field": name})
 
 
 def utc_event_time(when: datetime) -> datetime:

@@ -2,7 +2,8 @@
 
 - ``rating_api_requests_total{route,method,status}``: requests answered, by route
   template (``/v1/aggregates/{period}``, not the path asked for, so the label set stays
-  small; ``unmatched`` for paths no route serves).
+  small; FastAPI's ``/openapi.json`` and ``/docs`` by their path; ``unmatched`` for paths
+  no route serves).
 - ``rating_api_request_seconds{route}``: time to answer, by route template.
 
 The page is the default registry of the process, the same exposition as the processor's
@@ -29,6 +30,11 @@ API_SECONDS = Histogram("rating_api_request_seconds",
 
 
 def install_metrics(app: FastAPI) -> None:
+    # FastAPI's own pages (the OpenAPI document, the docs) are plain Starlette routes,
+    # which leave no route in the request's scope: named by their path, not "unmatched".
+    own_pages = {path for path in (app.openapi_url, app.docs_url, app.redoc_url,
+                                   app.swagger_ui_oauth2_redirect_url) if path}
+
     @app.middleware("http")
     async def measure(request: Request,
                       call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -39,7 +45,8 @@ def install_metrics(app: FastAPI) -> None:
             status = response.status_code
             return response
         finally:
-            route = getattr(request.scope.get("route"), "path", None) or UNMATCHED
+            route = getattr(request.scope.get("route"), "path", None) or (
+                request.url.path if request.url.path in own_pages else UNMATCHED)
             if route != METRICS_PATH:
                 API_REQUESTS.labels(route=route, method=request.method,
                                     status=str(status)).inc()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, Field, StrictInt
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 
 DecimalText = str  # a decimal string ("20.00"): documents intent in the models below
 
@@ -154,6 +154,10 @@ class QuotaStatusOut(BaseModel):
 
 class EstimateRequest(BaseModel):
     """An operation to price, as a platform service would report it."""
+
+    # A misspelt field (`acount_id`) is refused, not ignored: ignored, the price would be
+    # the one of another account, with nothing to say so.
+    model_config = ConfigDict(extra="forbid")
 
     service_item_type: str = Field(min_length=1, max_length=200, examples=["HardDisk"])
     operation: str = Field(min_length=1, max_length=200, examples=["Order"])

@@ -164,6 +164,13 @@ ESTIMATE = {"service_item_type": "HardDisk", "operation": "Order", "requester": 
     ({"event_time": "0001-01-01T00:00:00+01:00"}, "INVALID_REQUEST", "event_time"),
     ({"event_time": "9999-12-31T23:59:59-01:00"}, "INVALID_REQUEST", "event_time"),
     ({"attributes": {"quantity": "1E+100"}}, "INVALID_EVENT", "quantity"),
+    # A misspelt field would price another account's operation: refused, not ignored.
+    ({"acount_id": "proj-apollo"}, "INVALID_REQUEST", "acount_id"),
+    # What the rater dead-letters as INVALID_EVENT (stream/codec.py) is not priced either.
+    ({"requester": "al\u0000ice"}, "INVALID_EVENT", "requester"),
+    ({"account_id": "proj-\u0000apollo"}, "INVALID_EVENT", "account_id"),
+    ({"attributes": {"quantity": 2, "model": "hgst\u00008tb"}}, "INVALID_EVENT", "model"),
+    ({"home_ou": "   "}, "INVALID_EVENT", "home_ou"),
 ])
 def test_a_bad_estimate_request_is_a_422_naming_the_problem(
         api: TestClient, change: dict[str, object], code: str, named: str) -> None:
@@ -172,6 +179,15 @@ def test_a_bad_estimate_request_is_a_422_naming_the_problem(
     error = response.json()["error"]
     assert error["code"] == code
     assert named in error["message"]
+
+
+def test_a_body_that_is_not_json_is_a_400(api: TestClient) -> None:
+    response = api.post("/v1/estimates", headers={**FINANCE, "Content-Type": "application/json"},
+                        content=b"not json")
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "BAD_REQUEST"
+    assert "not valid JSON" in error["message"]
 
 
 def test_an_estimate_at_the_edge_of_the_datetime_range_in_utc_is_priced(
@@ -223,7 +239,9 @@ def test_requests_are_counted_by_route_template_method_and_status(api: TestClien
     unavailable = ('rating_api_requests_total{method="GET",route="/v1/aggregates/{period}",'
                    'status="503"}')
     unmatched = 'rating_api_requests_total{method="GET",route="unmatched",status="404"}'
+    openapi = 'rating_api_requests_total{method="GET",route="/openapi.json",status="200"}'
     before = api.get("/metrics").text
+    assert api.get("/openapi.json").status_code == 200
     api.get("/v1/history", headers=FINANCE)
     api.get("/v1/history")
     api.get("/v1/history")
@@ -233,7 +251,8 @@ def test_requests_are_counted_by_route_template_method_and_status(api: TestClien
     response = api.get("/metrics")  # no token, like /healthz
     assert response.status_code == 200
     after = response.text
-    for series, added in ((ok, 1), (denied, 2), (unavailable, 2), (unmatched, 1)):
+    for series, added in ((ok, 1), (denied, 2), (unavailable, 2), (unmatched, 1),
+                          (openapi, 1)):
         assert _count(after, series) - _count(before, series) == added, series
     timed = 'rating_api_request_seconds_count{route="/v1/aggregates/{period}"}'
     assert _count(after, timed) - _count(before, timed) == 2
