@@ -117,6 +117,12 @@ class _Ports:
         for rec in records.values():
             self.taken.update([rec.port, *rec.extra_ports.values()])
 
+    def release(self, name: str, rec: Record) -> None:
+        """``rec``'s process is gone: its ports may be handed out again, its main port
+        first of all to its own restart (``main``)."""
+        self.previous[name] = rec.port
+        self.taken -= {rec.port, *rec.extra_ports.values()} - set(self.fixed.values())
+
     def pick(self) -> int:
         port = free_port(self.taken)
         self.taken.add(port)
@@ -152,7 +158,7 @@ def _triage(
                 continue
             ctx.say(f"{name}: process {rec.pid} is gone or not answering; restarting it")
             _stop([rec], ctx.state_dir)
-            ports.previous[name] = rec.port
+            ports.release(name, rec)
             del records[name]
             state.save(ctx.state_dir, records)
         to_start.append(name)

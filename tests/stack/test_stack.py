@@ -213,6 +213,24 @@ def test_optional_postgres_and_prometheus(tmp_path: Path) -> None:
     assert not any(s.running for s in stack.status(state_dir).values())
 
 
+def test_a_dead_component_restarts_on_its_old_port(tmp_path: Path) -> None:
+    """Clients that read the env file keep the address: the aggregates sink retried the old
+    port for good when a killed Redis came back on a new one."""
+    state_dir = tmp_path / "restart"
+    try:
+        before = stack.up({"redis"}, state_dir, quiet=True).redis_url
+        pid = stack.status(state_dir)["redis"].pid
+        assert pid is not None
+        os.kill(pid, 9)
+        deadline = time.monotonic() + 10
+        while not _gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert stack.up({"redis"}, state_dir, quiet=True).redis_url == before
+        assert stack.status(state_dir)["redis"].pid not in (None, pid)
+    finally:
+        stack.down(state_dir=state_dir, quiet=True)
+
+
 # --- fast tests: no service started ----------------------------------------
 
 
