@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 from pathlib import Path
 
 from reports.export import build_billing_export
@@ -53,11 +54,13 @@ def report_command(args: argparse.Namespace) -> int:
         raise ReportError("the summary covers every provider (it is the control report of the "
                           "month): drop --provider, or use the provider report")
     file_format = args.format or _format_of(args.out)
+    _require_matching_suffix(file_format, args.out)
     path = output_path(args.kind, period, args.provider, file_format, args.out)
     url = args.history_url or load_settings(args.settings).sinks.history_url
     store = open_history_store(url, must_exist=True)
     try:
         report = build_report(store, args.kind, period, args.provider)
+        period_rows = store.count(HistoryFilter(billing_period=period))
         if file_format == "xlsx":
             controls = write_xlsx(report, path)
         else:
@@ -69,6 +72,11 @@ def report_command(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"wrote {path}")
+    if not period_rows:
+        # An empty month passes every control; a mistyped year reads the same. Say so.
+        print(f"warning: the billing history has no rows at all for {period}: the report is "
+              "empty (is the period right, and has the billing-history sink caught up?)",
+              file=sys.stderr)
     for line in controls:
         print(control_text(line))
     failed = [line for line in controls if not line.passed]
@@ -125,6 +133,14 @@ def output_path(kind: str, period: str, provider: str | None, file_format: str,
     if provider is not None:
         name += "-" + (re.sub(r"[^A-Za-z0-9._-]+", "_", provider).strip("_") or "provider")
     return (out or Path.cwd()) / f"{name}.{file_format}"
+
+
+def _require_matching_suffix(file_format: str, out: Path | None) -> None:
+    """``--format xlsx --out x.csv`` would write a workbook under a .csv name."""
+    suffix = out.suffix.lower().lstrip(".") if out is not None and not out.is_dir() else ""
+    if suffix in FORMATS and suffix != file_format:
+        raise ReportError(f"--format {file_format} but --out {out} ends in .{suffix}: "
+                          "make them agree")
 
 
 def _format_of(out: Path | None) -> str:

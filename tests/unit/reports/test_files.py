@@ -98,9 +98,22 @@ def test_rating_report_writes_each_kind(tmp_path: Path, history_url: str,
      "the summary covers every provider"),
     (["report", "export", "--period", "2024-05", "--out", "/no/such/folder/x.csv"],
      "folder /no/such/folder does not exist"),
+    (["report", "export", "--period", "2024-05", "--format", "xlsx", "--out", "x.csv"],
+     "--format xlsx but --out x.csv ends in .csv"),
 ])
 def test_report_errors_are_one_sentence_and_exit_2(
         argv: list[str], message: str, history_url: str,
         capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*argv, "--history-url", history_url]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_period_without_rows_is_reported_with_a_warning(
+        tmp_path: Path, history_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every control passes on an empty month: a mistyped year must not read as 'all done'."""
+    assert main(["report", "summary", "--period", "2042-05", "--history-url", history_url,
+                 "--out", str(tmp_path)]) == 0
+    assert "no rows at all for 2042-05" in capsys.readouterr().err
+    assert main(["report", "summary", "--period", PERIOD, "--history-url", history_url,
+                 "--out", str(tmp_path)]) == 0
+    assert "warning" not in capsys.readouterr().err
