@@ -34,7 +34,7 @@ SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('rating.billing_history.sch
 
 class PostgresHistoryStore(SqlHistoryStore):
     def __init__(self, url: str):
-        super().__init__(sql.POSTGRES, f"postgresql {redact(url)}")
+        super().__init__(sql.POSTGRES, redact(url))  # the scheme already says postgresql
         self._url = url
         self._db: psycopg.Connection[Any] | None = None
         self.create_schema()
