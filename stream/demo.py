@@ -189,6 +189,8 @@ def print_how_to_reach(settings: Settings, children: list[Child], periods: list[
     say("  follow the rated records:  rating tail rated --follow")
     say(f"  serve the REST API:        rating api --tokens {DEV_TOKENS}")
     say(f"  then:  curl -H 'Authorization: Bearer {DEV_TOKEN}' {api}/v1/aggregates/{period}")
+    say("  quota status for the API (/v1/quota/ACCOUNT): run `rating sink quota-view` first;"
+        " the demo does not start it")
     if prometheus_url:
         say(f"  Prometheus (alerts of deploy/prometheus/alerts.yml loaded): {prometheus_url}")
     say(f"  stop:  kill {' '.join(str(c.popen.pid) for c in children)}; then make down")
