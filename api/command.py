@@ -20,7 +20,7 @@ from sinks.history import open_history_store
 from sinks.history.urls import redact
 from stream.catalog_feed import CatalogFeed, CatalogUnavailable
 from stream.clients import reading_consumer
-from stream.settings import connections_from_env, load_settings
+from stream.settings import WITH_REDIS, connections_from_env, load_settings
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def serve(args: argparse.Namespace) -> int:
     tokens = TokenRegistry.load(args.tokens or settings.api.tokens_file)
     if not len(tokens):
         log.warning("api: the token file has no tokens: every request will be refused (401)")
-    connections = connections_from_env()
+    connections = connections_from_env(needed=WITH_REDIS)  # aggregates, quota view
     history_url = args.history_url or settings.sinks.history_url
     history = open_history_store(history_url, must_exist=True)
     client = api_redis_client(connections.redis_url)

@@ -20,7 +20,7 @@ from stream.contracts import build_codecs, register_all
 from stream.processor import RunOptions, run_processor
 from stream.publisher import UsagePublisher, new_event
 from stream.readback import JsonDecoder, ValueDecoder, iter_records
-from stream.settings import Settings, connections_from_env, load_settings
+from stream.settings import WITH_REDIS, Settings, connections_from_env, load_settings
 from stream.topics import ensure_topics
 
 CATALOG_READ_TIMEOUT_S = 15.0
@@ -332,9 +332,11 @@ def sink(args: argparse.Namespace) -> int:
         elif args.name == "aggregates":
             from sinks.aggregates import run_aggregates
 
-            run_aggregates(settings, connections_from_env(), stop, replay=args.replay, ops=ops)
+            run_aggregates(settings, connections_from_env(needed=WITH_REDIS), stop,
+                           replay=args.replay, ops=ops)
         else:
-            run_quota_view(settings, connections_from_env(), stop, replay=args.replay, ops=ops)
+            run_quota_view(settings, connections_from_env(needed=WITH_REDIS), stop,
+                           replay=args.replay, ops=ops)
     finally:
         stop_server(server)
     return 0

@@ -29,7 +29,13 @@ from stream.demo_services import Child, stop_all, wait_for_sink
 from stream.lag import caught_up, committed_since
 from stream.progress import Progress
 from stream.readback import end_offsets, read_all
-from stream.settings import DEFAULT_SETTINGS_FILE, Connections, Settings, connections_from_env
+from stream.settings import (
+    DEFAULT_SETTINGS_FILE,
+    WITH_REDIS,
+    Connections,
+    Settings,
+    connections_from_env,
+)
 from stream.simulate import run_simulation
 from stream.stack.ports import free_port
 from stream.topics import ensure_topics
@@ -52,7 +58,7 @@ def run_demo(settings: Settings, *, events: int, seed: int, keep_running: bool,
     endpoints: list[MetricsEndpoint] = []
     periods: list[str] = []
     try:
-        connections = connections_from_env()
+        connections = connections_from_env(needed=WITH_REDIS)
         catalog, codecs, rated_created = prepare_topics(settings, connections)
         history_url = settings.sinks.history_url
         note = billing.check_sink_stores(connections, settings.topics.rated.name, history_url,

@@ -380,13 +380,22 @@ def _processor(raw: Any, path: Path, env: dict[str, str]) -> ProcessorSettings:
     )
 
 
-def connections_from_env(environ: dict[str, str] | None = None) -> Connections:
-    """Connection details: user's environment first, then the local stack's env file."""
-    # local import: the stack is optional at runtime
-    from stream.stack.endpoints import REQUIRED, resolve_endpoints
+KAFKA_ONLY = ("kafka", "registry")
+WITH_REDIS = ("kafka", "registry", "redis")
 
-    # Kafka, the registry and Redis only: a dead Prometheus or PostgreSQL is not ours.
-    endpoints = resolve_endpoints(environ, needed=REQUIRED)
+
+def connections_from_env(environ: dict[str, str] | None = None,
+                         needed: Collection[str] = KAFKA_ONLY) -> Connections:
+    """Connection details: user's environment first, then the local stack's env file.
+
+    ``needed``: the local stack's components the command uses (``WITH_REDIS`` for the
+    Redis sinks and the REST API); one of them found dead is an error that says what to
+    do. The others are not looked at: a dead Redis, Prometheus or PostgreSQL of the local
+    stack stops no command that does not use it."""
+    # local import: the stack is optional at runtime
+    from stream.stack.endpoints import resolve_endpoints
+
+    endpoints = resolve_endpoints(environ, needed=needed)
     return Connections(kafka_bootstrap=endpoints.kafka_bootstrap,
                        schema_registry_url=endpoints.schema_registry_url,
                        redis_url=endpoints.redis_url)

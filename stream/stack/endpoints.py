@@ -139,9 +139,12 @@ def resolve_endpoints(
     records = state.load(directory)
     # Only components the stack recorded: a hand-written env file is trusted.
     gone = {c for c in file_used if c in records and not procs.is_alive(records[c].ref)}
-    wanted = set(needed) | set(REQUIRED)
+    wanted = set(needed)
     stale = [c for c in file_used if c in gone & wanted]
-    for component in gone - wanted:
+    # A gone component the caller does not need is left out, but for the required ones,
+    # which Endpoints always carries: their last address stays (a command that reads only
+    # Kafka runs while the stack's Redis is down; a sink of Redis needs it, and says so).
+    for component in gone - wanted - set(REQUIRED):
         del values[component]
     if stale:
         raise StackError(

@@ -26,6 +26,7 @@ from confluent_kafka.cimpl import NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 
 from stream import stack
+from stream.settings import KAFKA_ONLY, WITH_REDIS
 from stream.stack import Endpoints, StackError, manager, procs
 from stream.stack.endpoints import REQUIRED, write_env_file
 from stream.stack.redis import RedisService
@@ -301,6 +302,23 @@ def test_a_dead_component_the_caller_does_not_need_is_left_out(tmp_path: Path) -
     assert resolved == Endpoints("127.0.0.1:1111", "http://r", "redis://x", prometheus_url=None)
     with pytest.raises(StackError, match="names prometheus but that process is not running"):
         stack.resolve_endpoints({}, state_dir=tmp_path)
+
+
+def test_a_dead_redis_stops_only_what_uses_redis(tmp_path: Path) -> None:
+    """`rating produce` or `rating process` read Kafka only: a killed local Redis must not
+    refuse them, while the Redis sinks and the API are told to restart it."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    alive, alive_ticks = os.getpid(), procs.start_ticks(os.getpid())
+    components = {name: _stack_record(tmp_path, name, alive, alive_ticks)
+                  for name in ("kafka", "registry")}
+    components["redis"] = _stack_record(tmp_path, "redis", dead.pid, 1)
+    (tmp_path / "stack.json").write_text(json.dumps({"components": components}))
+    write_env_file(tmp_path / "env", Endpoints("127.0.0.1:1111", "http://r", "redis://x"))
+    resolved = stack.resolve_endpoints({}, state_dir=tmp_path, needed=KAFKA_ONLY)
+    assert resolved == Endpoints("127.0.0.1:1111", "http://r", "redis://x")
+    with pytest.raises(StackError, match="names redis but that process is not running"):
+        stack.resolve_endpoints({}, state_dir=tmp_path, needed=WITH_REDIS)
 
 
 def test_env_file_quotes_round_trip(tmp_path: Path) -> None:
