@@ -94,7 +94,7 @@ from sinks.aggregate_layout import (
 )
 from sinks.base import SinkRecord
 from sinks.quota_view import TRANSIENT_ERRORS, redis_client
-from sinks.redis_fence import OffsetFencedRedisStore
+from sinks.redis_fence import OffsetFencedRedisStore, store_group
 from sinks.runner import SinkRunner, sink_consumer
 from stream.clients import registry_client
 from stream.messages import origin_of as message_origin
@@ -238,7 +238,12 @@ def run_aggregates(settings: Settings, connections: Connections, stop: threading
     client = redis_client(connections.redis_url)
     try:
         store = AggregatesStore(client, topic, key_prefix)
-        consumer = sink_consumer(connections, f"{settings.processor.group_id}-{SINK_NAME}")
+        group = store_group(settings.processor.group_id, store, stop, TRANSIENT_ERRORS)
+        if group is None:
+            return
+        log.info("aggregates: %s -> Redis, prefix %s (consumer group %s)", topic, key_prefix,
+                 group)
+        consumer = sink_consumer(connections, group)
         runner = SinkRunner(consumer, store, topic, decode,
                             batch_size=settings.processor.batch_size,
                             batch_timeout_s=settings.processor.batch_timeout_s,

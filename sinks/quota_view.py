@@ -82,7 +82,7 @@ from processors.catalog import Catalog
 from processors.quota.model import USAGE, UsageKey
 from sinks.aggregate_layout import key_component
 from sinks.base import SinkRecord
-from sinks.redis_fence import OffsetFencedRedisStore
+from sinks.redis_fence import OffsetFencedRedisStore, store_group
 from sinks.redis_fence import text as _text
 from sinks.runner import SinkRunner, sink_consumer
 from stream.catalog_feed import CatalogFeed
@@ -310,7 +310,12 @@ def run_quota_view(settings: Settings, connections: Connections, stop: threading
     try:
         feed.wait_for_catalog(catalog_wait_s)
         store = QuotaViewStore(client, topics.changelog.name, lambda: feed.current, key_prefix)
-        consumer = sink_consumer(connections, f"{settings.processor.group_id}-{SINK_NAME}")
+        group = store_group(settings.processor.group_id, store, stop, TRANSIENT_ERRORS)
+        if group is None:
+            return
+        log.info("quota view: %s -> Redis, prefix %s (consumer group %s)",
+                 topics.changelog.name, key_prefix, group)
+        consumer = sink_consumer(connections, group)
         runner = SinkRunner(
             consumer, store, topics.changelog.name,
             decode_message,

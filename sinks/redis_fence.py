@@ -15,6 +15,9 @@ topic from what Redis now holds (the beginning), rebuilding the data.
 
 from __future__ import annotations
 
+import logging
+import threading
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,6 +26,9 @@ import redis
 
 from sinks.base import SinkRecord
 from sinks.runner import SINK_RECORDS, StoreRewound
+
+log = logging.getLogger(__name__)
+STORE_ID_BACKOFF_MAX_S = 10.0
 
 
 class OffsetFencedRedisStore(ABC):
@@ -44,6 +50,17 @@ class OffsetFencedRedisStore(ABC):
                      next_offsets: Mapping[str, str]) -> None:
         """Under the WATCH on the offsets: MULTI, queue the writes of ``fresh`` and
         ``HSET offsets_key next_offsets``, EXEC. May WATCH more keys before MULTI."""
+
+    def store_id(self) -> str:
+        """This store's own id, drawn by the first sink to ask and kept beside its offsets.
+
+        It names the sink's consumer group: sinks of two stores (two Redis servers, or two
+        key prefixes) each read every partition, sinks of one store split them (see
+        sinks/history/sink.py, ``history_group``). A Redis that comes back empty draws a
+        new one; a sink still running keeps its group, which only costs a second reader."""
+        key = f"{self._offsets_key}:store"
+        self._client.hsetnx(key, "id", uuid.uuid4().hex)
+        return text(self._client.hget(key, "id"))
 
     def stored_offsets(self, topic: str) -> dict[int, int]:
         self._check_topic(topic)
@@ -105,3 +122,18 @@ def next_offsets(records: Sequence[SinkRecord]) -> dict[int, int]:
     for record in records:
         highest[record.partition] = max(highest.get(record.partition, -1), record.offset)
     return {partition: offset + 1 for partition, offset in highest.items()}
+
+
+def store_group(group_id: str, store: OffsetFencedRedisStore, stop: threading.Event,
+                transient: tuple[type[BaseException], ...]) -> str | None:
+    """``<group_id>-<sink>-<store id>``, waiting (with backoff) while Redis is unreachable
+    at start; None if stopped first."""
+    backoff = 0.2
+    while True:
+        try:
+            return f"{group_id}-{store.name}-{store.store_id()[:12]}"
+        except transient as exc:
+            log.warning("%s: Redis unreachable at start, retrying: %s", store.name, exc)
+            if stop.wait(backoff):
+                return None
+            backoff = min(backoff * 2, STORE_ID_BACKOFF_MAX_S)

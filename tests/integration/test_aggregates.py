@@ -221,6 +221,30 @@ def test_a_redelivered_batch_changes_nothing(connections: Connections,
         "1": str(len([r for r in sink_records if r.partition == 1]))}
 
 
+def test_two_stores_each_hold_every_total(
+        pipeline: Pipeline, connections: Connections,
+        shared_redis: tuple[redis.Redis, str], dataset: list[dict[str, Any]]) -> None:
+    """Two sinks of two stores at once (here two key prefixes; a move to a new Redis alike):
+    each reads every partition. Sharing one consumer group, they split the partitions and
+    each store silently missed the other's totals."""
+    client, prefix = shared_redis
+    other = f"{prefix}-other"
+    produce_rated(pipeline, dataset)
+    expected = expected_totals(read_back(pipeline))
+    assert len({record.partition for record in pipeline.rated()}) > 1
+    try:
+        with aggregates_sink(pipeline, connections, prefix) as first, \
+                aggregates_sink(pipeline, connections, other) as second:
+            first.wait_until(lambda: stored_totals(client, prefix) == expected, "the first")
+            second.wait_until(lambda: stored_totals(client, other) == expected, "the second")
+        assert (client.hget(f"{prefix}:aggregates:offsets:store", "id")
+                != client.hget(f"{other}:aggregates:offsets:store", "id"))
+    finally:
+        keys = list(client.scan_iter(match=f"{other}:*"))
+        if keys:
+            client.delete(*keys)
+
+
 def test_redis_cut_off_holds_the_batch_and_catches_up_exactly(
         pipeline: Pipeline, connections: Connections,
         shared_redis: tuple[redis.Redis, str], dataset: list[dict[str, Any]]) -> None:

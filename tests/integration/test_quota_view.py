@@ -147,6 +147,8 @@ def test_view_mirrors_committed_quota_state_exactly_once(
         view.wait_until(lambda: client.hgetall(f"{prefix}:quota-view:offsets") == {
             "0": str(second[COUNT] + 1), "3": str(third[STORAGE] + 1)}, "the offsets")
     assert records("written") - written_before == 10  # every committed record, once
+    store_id = client.hget(f"{prefix}:quota-view:offsets:store", "id")
+    assert store_id is not None and len(store_id) == 32
 
     expected = {
         hkey(prefix, VCPU): expected_hash(VCPU, f"{topic}:0:{second[VCPU]}", "30", "32",
@@ -162,6 +164,8 @@ def test_view_mirrors_committed_quota_state_exactly_once(
         f"{prefix}:quota-index:acct-data": sorted([hkey(prefix, STORAGE), hkey(prefix, SEATS)]),
         f"{prefix}:quota-view:offsets": {"0": str(second[COUNT] + 1),
                                          "3": str(third[STORAGE] + 1)},
+        # The store's own id, which names the sink's consumer group (one per store).
+        f"{prefix}:quota-view:offsets:store": {"id": store_id},
     }
     stored = view_dump(client, prefix)
     assert stored == expected  # the tombstoned count and the aborted records are absent
