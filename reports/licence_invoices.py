@@ -64,18 +64,20 @@ def _invoice(group: str, title: str, rows: list[HistoryRow], year: FiscalYear,
     table: list[Row] = []
     totals: dict[str, Decimal] = {}
     for campus, charges in groupby(sorted(rows, key=_line_order), key=_campus):
-        campus_totals: dict[str, Decimal] = {}
+        # A total per billing target the campus's lines were charged to: one as a rule,
+        # but a run re-billed after the catalog moved the campus to another speedtype has
+        # lines on each, and one total on the last one would charge it the others' too.
+        campus_totals: dict[tuple[str, str], Decimal] = {}
         last = None
         for row in charges:
             table.append(_line(campus, row))
-            campus_totals[row.currency] = campus_totals.get(row.currency, ZERO) + \
-                row.charged_amount
+            key = (row.memo.get("billing_target", ""), row.currency)
+            campus_totals[key] = campus_totals.get(key, ZERO) + row.charged_amount
             last = row
         assert last is not None  # groupby never yields an empty group
-        for currency, amount in campus_totals.items():
+        for (target, currency), amount in campus_totals.items():
             table.append(_total_row(f"campus total {last.memo.get('campus_name', campus)}",
-                                    last.memo.get("billing_target", ""),
-                                    Money(amount, currency), SUBTOTAL))
+                                    target, Money(amount, currency), SUBTOTAL))
             totals[currency] = totals.get(currency, ZERO) + amount
     table += [_total_row(f"invoice total {title}", "", Money(amount, currency), TOTAL)
               for currency, amount in totals.items()]

@@ -23,7 +23,7 @@ quantity = the months billed, one half-even rounding per line.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 
 from processors.catalog import Catalog
 from processors.catalog.licence_model import (
@@ -102,7 +102,7 @@ def run_billing(request: BillingRunRequest, catalog: Catalog, state: Subscriptio
     already_paid = 0
     for campus in state.campuses():
         campus_licences = state.licences_of(campus)
-        held = held_by_user(campus_licences, licences)
+        held = held_by_user(campus_licences, licences, year.month_start(spec.month))
         for licence in campus_licences:
             if not covered(licence, spec, year):
                 continue
@@ -143,21 +143,24 @@ def closed_year(request: BillingRunRequest, newest_billed: int | None) -> None:
 
 
 def covered(licence: Licence, spec: BillingRunSpec, year: FiscalYear) -> bool:
-    if not licence.active or licence.provisioned_on >= year.month_end(spec.through_month):
+    # Active on the run's billing date, whenever the run is processed: a deprovisioning
+    # dated later has not happened yet (the licence is billed), one dated before has.
+    if (not licence.active_on(year.month_start(spec.month))
+            or licence.provisioned_on >= year.month_end(spec.through_month)):
         return False
     if spec.kind is RunKind.ANNUAL:
         return True
     return year.contains(licence.provisioned_on) and not licence.from_transfer  # net new
 
 
-def held_by_user(campus_licences: list[Licence],
-                 licences: LicenceCatalog) -> dict[str, dict[str, list[str]]]:
-    """user -> product group -> names of the active licences the user holds (the seed's
-    invoices list "the active licenses held by the user")."""
+def held_by_user(campus_licences: list[Licence], licences: LicenceCatalog,
+                 on: date) -> dict[str, dict[str, list[str]]]:
+    """user -> product group -> names of the licences the user holds ``on`` the run's
+    billing date (the seed's invoices list "the active licenses held by the user")."""
     held: dict[str, dict[str, list[str]]] = {}
     for licence in campus_licences:
         product = licences.products.get(licence.product)
-        if licence.active and product is not None:
+        if licence.active_on(on) and product is not None:
             held.setdefault(licence.user, {}).setdefault(product.group, []).append(product.name)
     return held
 

@@ -80,7 +80,12 @@ class Licence:
 
     @property
     def active(self) -> bool:
+        """Not deprovisioned (even with a date still to come): the record's state."""
         return self.ended_on is None
+
+    def active_on(self, day: date) -> bool:
+        """Held on ``day``: a deprovisioning dated after it has not happened yet then."""
+        return self.ended_on is None or self.ended_on > day
 
     @property
     def transferred(self) -> bool:

@@ -148,7 +148,8 @@ def test_view_mirrors_committed_quota_state_exactly_once(
             "0": str(second[COUNT] + 1), "3": str(third[STORAGE] + 1)}, "the offsets")
     assert records("written") - written_before == 10  # every committed record, once
     store_id = client.hget(f"{prefix}:quota-view:offsets:store", "id")
-    assert store_id is not None and len(store_id) == 32
+    assert store_id is not None
+    assert len(store_id) == 32
 
     expected = {
         hkey(prefix, VCPU): expected_hash(VCPU, f"{topic}:0:{second[VCPU]}", "30", "32",

@@ -16,6 +16,7 @@ from reports.licence_invoices import build_invoices, write_invoices
 from sinks.history.model import HistoryRow
 from sinks.history.rows import row_from_rated
 from stream.codec import rated_to_avro
+from tests.unit.processors.licences.factories import CATALOG as CATALOG_TEXT
 from tests.unit.processors.licences.factories import apply_all, bill, licence_catalog, provision
 
 CATALOG = licence_catalog()
@@ -66,6 +67,26 @@ def test_one_invoice_per_group_with_campus_totals_and_targets(tmp_path: Path) ->
     values = list(sheet.iter_rows(values_only=True))
     assert values[0][0] == "campus"
     assert (values[6][0], values[6][-1]) == ("invoice total CRM", 3600)
+
+
+def test_a_campus_billed_to_two_targets_has_a_total_for_each() -> None:
+    """The annual run re-run after the catalog moved North to another speedtype: the
+    campus's lines are on two targets, and one total on the last would charge the new
+    speedtype 2,400.00, 1,200.00 of which the old one was billed."""
+    state = SubscriptionState()
+    apply_all(CATALOG, state, provision("N1", "ann", date(2025, 1, 1)))
+    first = bill(CATALOG, state, "annual")
+    moved = licence_catalog(text=CATALOG_TEXT.replace("billing_target: SPD-N-1",
+                                                      "billing_target: SPD-N-NEW"))
+    apply_all(moved, state, provision("N3", "cal", date(2026, 7, 20)))
+    second = bill(moved, state, "annual")
+    rows = [row_from_rated(rated_to_avro(record), "usage.rated", 0, offset)
+            for offset, record in enumerate([*first.charges, *second.charges])]
+    (crm, _) = build_invoices(rows, FY2027, "annual", TITLES)
+    totals = [(row.cells[1], row.cells[-1]) for row in crm.report.sheets[0].rows
+              if str(row.cells[0]).startswith("campus total")]
+    assert [(target, str(money.amount)) for target, money in totals] == [
+        ("SPD-N-1", "1200.00"), ("SPD-N-NEW", "1200.00")]
 
 
 def test_an_empty_run_still_gives_every_groups_invoice(tmp_path: Path) -> None:

@@ -152,6 +152,22 @@ def test_deprovisioned_before_the_true_up_is_not_billed_and_nothing_is_refunded(
     assert (january.charges, january.failures, january.already_paid) == ((), (), 0)
 
 
+def test_a_deprovisioning_dated_after_the_run_has_not_happened_at_the_run() -> None:
+    """Published ahead of its date, a deprovisioning must not stop the billing of a licence
+    still held on the run's billing date: it was billed by no run at all."""
+    state = SubscriptionState()
+    apply_all(BY_MONTH, state,
+              provision("KEPT", "gus", date(2025, 1, 1)),
+              deprovision("KEPT", "gus", date(2027, 9, 30)),  # next fiscal year
+              provision("NEW", "nia", date(2026, 9, 1)),
+              deprovision("NEW", "nia", date(2027, 3, 31)),  # after the January true-up
+              provision("GONE", "gil", date(2026, 9, 1)),
+              deprovision("GONE", "gil", date(2026, 12, 31)))  # before it
+    assert amounts(bill(BY_MONTH, state, "annual")) == {"KEPT": "1200.00"}
+    # NEW: September..June, 10 x 100.00; GONE ended before the billing date, 1 January.
+    assert amounts(bill(BY_MONTH, state, "true-up-january")) == {"NEW": "1000.00"}
+
+
 def test_a_july_licence_missed_by_the_annual_run_is_caught_by_the_january_true_up() -> None:
     state = SubscriptionState()
     bill(BY_MONTH, state, "annual")  # ran on, say, 10 July

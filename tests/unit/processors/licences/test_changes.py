@@ -12,7 +12,9 @@ from processors.licences.model import LicenceEvent
 from processors.licences.state import SubscriptionState
 from tests.unit.processors.licences.factories import CATALOG as CATALOG_TEXT
 from tests.unit.processors.licences.factories import (
+    amounts,
     apply_all,
+    bill,
     deprovision,
     licence_catalog,
     provision,
@@ -58,6 +60,19 @@ def test_republished_changes_are_duplicates_and_change_nothing() -> None:
     assert state.dirty_keys() == {"lic|north|R1"}
 
 
+def test_the_provisioning_of_an_ended_licence_delivered_again_is_a_duplicate() -> None:
+    """Re-published after the deprovisioning, it must not bring the licence back (it was
+    billed by the January true-up as a net new licence)."""
+    state = SubscriptionState()
+    started = provision("R1", "eve", SEP_15, event_id="e1")
+    assert apply_all(CATALOG, state, started, deprovision("R1", "eve", date(2026, 10, 31)),
+                     started) == [Applied.PROVISIONED, Applied.DEPROVISIONED, Applied.DUPLICATE]
+    licence = state.licence("north", "R1")
+    assert licence is not None
+    assert (licence.active, licence.ended_on) == (False, date(2026, 10, 31))
+    assert amounts(bill(CATALOG, state, "true-up-january")) == {}
+
+
 def test_an_ended_licence_can_be_provisioned_again_from_a_new_date() -> None:
     state = SubscriptionState()
     apply_all(CATALOG, state, provision("R1", "alice", SEP_15),
@@ -79,6 +94,15 @@ def test_an_ended_licence_can_be_provisioned_again_from_a_new_date() -> None:
      ReasonCode.INVALID_EVENT, "before its holder got it"),
     ([provision("R1", "alice", SEP_15), transfer("R1", "bob", SEP_15, product="events")],
      ReasonCode.INVALID_EVENT, "is a crm licence"),
+    # A deprovisioning naming the holder before a transfer must not end the new holder's.
+    ([provision("R1", "alice", SEP_15), transfer("R1", "bob", date(2026, 11, 1)),
+      deprovision("R1", "alice", date(2026, 11, 1))],
+     ReasonCode.INVALID_EVENT, "is held by bob (since 2026-11-01), the deprovisioning names "
+     "alice"),
+    # An ended record starts again only from its end on.
+    ([provision("R1", "alice", SEP_15), deprovision("R1", "alice", date(2026, 10, 31)),
+      provision("R1", "erin", date(2026, 10, 1))],
+     ReasonCode.INVALID_EVENT, "before licence R1 ended on 2026-10-31"),
     ([provision("R1", "alice", SEP_15, campus="west")], ReasonCode.NO_ACCOUNT,
      "unknown campus 'west'"),
     ([provision("R1", "alice", SEP_15, product="erp")], ReasonCode.UNKNOWN_PRODUCT,
