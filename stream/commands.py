@@ -113,6 +113,14 @@ def _catalog_diff(settings: Settings, against: Path | None, new: Catalog) -> int
             feed.close()
         where = f"the version published on {topic}"
     lines = diff_catalogs(old, new)
+    if not lines and old.content_hash != new.content_hash:
+        # Nothing billed changes (a description, "0.50" written "0.500"), but the content
+        # does: under the same version name, `catalog load` would refuse it.
+        same_name = (f"; version {new.version} is the same name, so `catalog load` would "
+                     "refuse it: set a new version" if old.version == new.version else "")
+        print(f"no change in what is billed, but the content differs from {where} (version "
+              f"{old.version}): descriptions or how values are written{same_name}")
+        return 1
     if not lines:
         print(f"no changes: version {new.version} is the same as {where}")
         return 0

@@ -116,7 +116,11 @@ class Value:
             raise self.fail(f"expected a date or date-time, got {raw!r}") from None
         if moment.tzinfo is None:
             raise self.fail(f"date-time {raw!r} needs a timezone offset, e.g. Z")
-        return moment.astimezone(UTC)
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:59:59-05:00: no UTC value
+            raise self.fail(f"date-time {raw!r} is outside the supported range once in "
+                            "UTC") from None
 
     def items(self) -> Iterator[Value]:
         """The entries of a YAML list, each labelled ``entry[i]``."""

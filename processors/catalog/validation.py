@@ -168,3 +168,12 @@ def _check_marketplace_rows(
                     raise CatalogError.at(
                         row.ref, f"{value!r} is not a product of {table.service_item_type}"
                     )
+        sold_by = dict(zip(table.lookup, row.match, strict=True))
+        provider, sku = sold_by.get("provider"), sold_by.get("product")
+        if provider is not None and sku is not None and \
+                products[str(sku)].provider != provider:
+            # No event can match it (the product must be the provider's): its events would
+            # be priced by another row, silently.
+            raise CatalogError.at(row.ref, f"provider {provider!r} does not sell {sku!r} "
+                                  f"(a product of {products[str(sku)].provider!r}): the row "
+                                  "could never match")

@@ -154,6 +154,18 @@ def test_catalog_diff_of_two_folders(tmp_path: Path) -> None:
         different.stdout.splitlines()
 
 
+def test_catalog_diff_of_content_that_bills_the_same_says_it_differs(tmp_path: Path) -> None:
+    """"25.00" written "25.000": nothing billed changes, but `catalog load` would refuse the
+    folder under the same version, so "no changes" (exit 0) would mislead."""
+    rewritten = _copy(tmp_path, "rewritten")
+    rates = rewritten / "rates-standard.yaml"
+    rates.write_text(rates.read_text().replace('rate: "25.00"}', 'rate: "25.000"}'))
+    result = rating("catalog", "diff", "--dir", str(rewritten), "--against", str(EXAMPLE))
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.startswith("no change in what is billed, but the content differs")
+    assert "`catalog load` would refuse it: set a new version" in result.stdout
+
+
 def test_catalog_diff_against_a_broken_folder_is_an_error(tmp_path: Path) -> None:
     broken = _copy(tmp_path, "broken")
     (broken / "catalog.yaml").write_text("version: [\n")

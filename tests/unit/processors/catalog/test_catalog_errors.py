@@ -429,6 +429,30 @@ CASES: list[tuple[str, str, tuple[str, str] | None, str]] = [
         "'acme-ultra' is not a product of App",
     ),
     (
+        # Events must name one of the provider's own products: the row can never match, and
+        # its events would be priced by another row (a provider-wide one), silently.
+        "marketplace row for a product its provider does not sell",
+        "providers:\n  - id: nimbus\n    name: Nimbus\n    markup: '0.10'\n    products:\n"
+        "      - {sku: nimbus-db, name: Nimbus DB, service_item_type: App}\n"
+        + _table(
+            "    rate_groups: [enterprise]\n    operations: [Meter]\n    pricing: flat\n"
+            "    lookup: [provider, product]\n    rows:\n"
+            "      - {match: {provider: nimbus}, rate_code: N, unit: u, rate: '1'}\n"
+            "      - {match: {provider: nimbus, product: acme-pro}, rate_code: A, unit: u,"
+            " rate: '2'}  # <-\n",
+            item="App",
+        ),
+        None,
+        "provider 'nimbus' does not sell 'acme-pro' (a product of 'acme')",
+    ),
+    (
+        "fiscal period with no time in UTC",
+        "fiscal_periods:\n  - {name: P0, start: 2025-01-01, end: '9999-12-31T23:59:59-05:00'}"
+        "  # <-\n",
+        None,
+        "outside the supported range once in UTC",
+    ),
+    (
         "attribute type unknown",
         "service_item_types:\n  - name: Gpu\n    attributes:\n      - {name: n, type: int}  # <-\n"
         "    operations: [{name: Use, billable: true}]\n",
