@@ -40,12 +40,14 @@ def parse_named(
 ) -> dict[str, T]:
     """Parsed entries keyed by name; a second entry with a known name fails at its line."""
     result: dict[str, T] = {}
+    first_at: dict[str, str] = {}
     for item in items:
         entry = parse(item)
         key = name(entry)
         if key in result:
-            raise item.fail(f"duplicate {what} {key!r}")
+            raise item.fail(f"duplicate {what} {key!r} (first at {first_at[key]})")
         result[key] = entry
+        first_at[key] = f"{item.ref.file}:{item.ref.line}"
     return result
 
 
@@ -58,6 +60,15 @@ def non_negative(value: Value, what: str) -> Decimal:
     number = value.decimal()
     if number < 0:
         raise value.fail(f"{what} must not be negative, got {number}")
+    return number
+
+
+def markup_fraction(value: Value) -> Decimal:
+    """A fraction of net, 0 to 1: "18" for 18 % would bill 19 times the net price."""
+    number = non_negative(value, "markup")
+    if number > 1:
+        raise value.fail(f"markup is a fraction of net (0.18 for 18 %), at most 1 (100 %), "
+                         f"got {number}")
     return number
 
 
@@ -251,7 +262,7 @@ def parse_provider(value: Value) -> Provider:
     return Provider(
         id=provider_id,
         name=fields.req("name").text(),
-        markup=non_negative(fields.req("markup"), "markup"),
+        markup=markup_fraction(fields.req("markup")),
         products=MappingProxyType(products),
         ref=fields.ref,
     )
@@ -267,6 +278,6 @@ def _parse_product(value: Value, provider_id: str) -> Product:
         name=fields.req("name").text(),
         provider=provider_id,
         service_item_type=fields.req("service_item_type").identifier(),
-        markup=non_negative(markup, "markup") if markup is not None else None,
+        markup=markup_fraction(markup) if markup is not None else None,
         ref=fields.ref,
     )

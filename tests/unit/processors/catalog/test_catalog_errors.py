@@ -308,7 +308,7 @@ CASES: list[tuple[str, str, tuple[str, str] | None, str]] = [
             DISK_UNIT + "    rows: [{rate_code: X, unit: u, rate: '1'}]\n", name="disk-std"
         ).replace("  - name: disk-std\n", "  - name: disk-std  # <-\n"),
         None,
-        "duplicate rate table 'disk-std'",
+        "duplicate rate table 'disk-std' (first at rates.yaml:",
     ),
     (
         "unknown rate group in account",
@@ -358,7 +358,7 @@ CASES: list[tuple[str, str, tuple[str, str] | None, str]] = [
         "accounts:\n  - id: acct-eng  # <-\n    kind: project\n"
         "    rate_groups: [{rate_group: standard, from: P1}]\n",
         None,
-        "duplicate account 'acct-eng'",
+        "duplicate account 'acct-eng' (first at base.yaml:",
     ),
     (
         "tenant without an OU",
@@ -444,6 +444,13 @@ CASES: list[tuple[str, str, tuple[str, str] | None, str]] = [
         ),
         None,
         "provider 'nimbus' does not sell 'acme-pro' (a product of 'acme')",
+    ),
+    (
+        # 18 meant as 18 % would bill 19 times the net price.
+        "markup above 100 %",
+        "",
+        ('    markup: "0.15"\n', '    markup: "18"  # <-\n'),
+        "markup is a fraction of net (0.18 for 18 %), at most 1 (100 %), got 18",
     ),
     (
         "fiscal period with no time in UTC",
