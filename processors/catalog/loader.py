@@ -173,7 +173,12 @@ def _one_version(previous: tuple[str, Value] | None, value: Value) -> tuple[str,
     if previous is not None:
         where = previous[1].ref
         raise value.fail(f"the catalog version is already set in {where.file}:{where.line}")
-    return value.text(), value
+    text = value.text()
+    if not text.strip():
+        # Left empty, it silently became the content hash: leave the key out for that.
+        raise value.fail("the catalog version is empty: name it, or leave `version` out to "
+                         "version the catalog by its content hash")
+    return text, value
 
 
 def _content_hash(sections: Mapping[str, list[Value]]) -> str:

@@ -445,6 +445,8 @@ CASES: list[tuple[str, str, tuple[str, str] | None, str]] = [
         None,
         "provider 'nimbus' does not sell 'acme-pro' (a product of 'acme')",
     ),
+    ("empty version", "", ("version: test-1", "version: ''  # <-"),
+     "the catalog version is empty"),
     (
         # 18 meant as 18 % would bill 19 times the net price.
         "markup above 100 %",
