@@ -35,6 +35,7 @@ OPTIONAL_TEXT = ("account_id", "provider", "product")
 # No text may hold a NUL character: PostgreSQL's text type cannot store one, and the
 # billing history would stop at that record (sinks/history/postgres.py).
 NUL = "\x00"
+EVENT_ID_DETAIL = "event_id"  # the id of an event decoded but refused, in its rejection
 
 
 def event_from_avro(record: Mapping[str, Any]) -> UsageEvent:
@@ -99,7 +100,17 @@ def read_event(decoder: AvroDecoder, data: bytes | None) -> UsageEvent:
         record = decoder.decode(data)
     except SerdeError as exc:
         raise EventRejected(ReasonCode.UNDECODABLE, str(exc)) from None
-    return event_from_avro(record)
+    try:
+        return event_from_avro(record)
+    except EventRejected as rejection:
+        # Decoded, but refused: its dead letter names the event id (rejected_usage.avsc:
+        # null only when the bytes could not be decoded), for the publisher to find it.
+        event_id = record.get("event_id")
+        if (isinstance(event_id, str) and event_id.strip() and NUL not in event_id
+                and EVENT_ID_DETAIL not in rejection.details):
+            raise EventRejected(rejection.reason, rejection.message,
+                                {**rejection.details, EVENT_ID_DETAIL: event_id}) from None
+        raise
 
 
 def rated_to_bytes(encoder: AvroEncoder, rated: RatedUsage) -> bytes:

@@ -18,7 +18,7 @@ from stream.catalog_feed import CatalogFeed, publish_new_version
 from stream.clients import admin_client, idempotent_producer, reading_consumer, registry_client
 from stream.contracts import build_codecs, register_all
 from stream.processor import RunOptions, run_processor
-from stream.publisher import UsagePublisher, new_event
+from stream.publisher import PublishError, UsagePublisher, new_event, validate_event
 from stream.readback import JsonDecoder, ValueDecoder, iter_records
 from stream.settings import WITH_REDIS, Settings, connections_from_env, load_settings
 from stream.topics import ensure_topics
@@ -172,6 +172,15 @@ def produce(args: argparse.Namespace) -> int:
             raise RatingError(f"{args.file}: no events in the file")
     else:
         events = [_event_from_flags(args)]
+    # Every event checked by the router's rules before the first is sent: a bad one in the
+    # middle of a file used to stop the command after the ones before it were published,
+    # and running the fixed file again published those a second time (new ids: billed twice).
+    for index, event in enumerate(events):
+        try:
+            validate_event(event)
+        except PublishError as invalid:
+            where = f"{args.file}#{index}" if args.file else "the event"
+            raise RatingError(f"{where}: {invalid}; nothing was published") from None
     settings, connections = _settings(args), connections_from_env()
     with UsagePublisher.connect(connections, settings.topics.events.name) as publisher:
         for event in events:
@@ -253,6 +262,8 @@ def _event_from_json(raw: dict[str, Any], where: str) -> Any:
             product=raw.get("product"))
     except KeyError as exc:
         raise RatingError(f"{where}: missing field {exc}") from None
+    except PublishError as exc:  # an empty event_id, a float attribute
+        raise RatingError(f"{where}: {exc}") from None
     except ValueError as exc:  # an event_time that is not ISO 8601
         raise RatingError(f"{where}: {exc}") from None
 

@@ -34,6 +34,7 @@ from stream.clients import idempotent_producer, produce_when_room, registry_clie
 from stream.codec import event_from_avro, event_to_avro
 from stream.serde import SCHEMA_FILES, AvroEncoder, register
 from stream.settings import Connections, connections_from_env, load_settings
+from stream.stack.errors import StackError
 
 
 class PublishError(RatingError):
@@ -58,6 +59,10 @@ def new_event(*, service_item_type: str, service_item_id: str, operation: str,
     when = event_time or datetime.now(UTC)
     if when.tzinfo is None:
         raise PublishError("event_time must be timezone-aware (UTC)")
+    if event_id is not None and not event_id.strip():
+        # A fresh id in its place would defeat duplicate detection for every re-publication.
+        raise PublishError("event_id is empty: give the event's own id, or leave it out "
+                           "for a fresh one")
     return UsageEvent(event_id=event_id or str(uuid.uuid4()), event_time=when.astimezone(UTC),
                       service_item_type=service_item_type, service_item_id=service_item_id,
                       operation=operation, attributes=typed, requester=requester,
@@ -87,7 +92,12 @@ class UsagePublisher:
 
     @classmethod
     def connect(cls, connections: Connections | None = None, topic: str | None = None) -> Self:
-        connections = connections or connections_from_env()
+        if connections is None:
+            try:
+                connections = connections_from_env()
+            except StackError as unknown:  # no KAFKA_BOOTSTRAP_SERVERS, say: one sentence
+                raise PublishError(f"cannot tell where Kafka and the registry are: {unknown}"
+                                   ) from None
         topic = topic or load_settings().topics.events.name
         producer = idempotent_producer(connections, **{"message.timeout.ms": 30_000})
         registry_url = connections.schema_registry_url

@@ -27,7 +27,13 @@ from processors.pipeline import process_event
 from processors.quota import QuotaAlert
 from processors.quota.model import UnknownInstances
 from stream import metrics
-from stream.codec import alert_to_avro, rated_to_bytes, read_event, rejection_to_bytes
+from stream.codec import (
+    EVENT_ID_DETAIL,
+    alert_to_avro,
+    rated_to_bytes,
+    read_event,
+    rejection_to_bytes,
+)
 from stream.contracts import Codecs
 from stream.dead_letters import dead_letter
 from stream.loop import StatelessStage
@@ -219,8 +225,9 @@ class _DecodingStage(StatelessStage):
         return dead_letter(self._codecs.dead_letter_encoder, self._topics.dlq.name,
                            stage=self.name, message=message, reason=str(rejection.reason),
                            text=rejection.message,
-                           event_id=event.event_id if event else None, now=self._clock(),
-                           details=rejection.details)
+                           event_id=(event.event_id if event is not None
+                                     else rejection.details.get(EVENT_ID_DETAIL)),
+                           now=self._clock(), details=rejection.details)
 
 
 class RouterStage(_DecodingStage):

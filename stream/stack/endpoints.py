@@ -27,8 +27,9 @@ class Endpoints:
     """How to reach each service.
 
     The three required fields are ``""`` only in what ``up()`` returns when
-    that component was neither asked for nor already running;
-    ``resolve_endpoints()`` never returns them empty.
+    that component was neither asked for nor already running, and in what
+    ``resolve_endpoints()`` returns for one its caller does not need and nothing
+    names (Redis, for a publisher).
     """
 
     kafka_bootstrap: str
@@ -130,7 +131,9 @@ def resolve_endpoints(
         elif from_file.get(key):
             values[component] = from_file[key]
             file_used.append(component)
-    missing = [ENV_KEYS[c] for c in REQUIRED if c not in values]
+    # Of the required ones, those the caller needs: a platform service's publisher (Kafka
+    # and the registry) must not be refused for want of a REDIS_URL it never uses.
+    missing = [ENV_KEYS[c] for c in REQUIRED if c in set(needed) and c not in values]
     if missing:
         raise StackError(
             f"no {', '.join(missing)} known: run `make up` (starts the local stack, "

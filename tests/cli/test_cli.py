@@ -388,6 +388,25 @@ def test_produce_from_an_avro_file_names_the_bad_record(tmp_path: Path) -> None:
     assert error == f"rating produce: {avro_file}#1: event bad-2: field 'requester' is empty"
 
 
+def test_produce_checks_every_event_of_a_json_file_before_publishing_any(
+        tmp_path: Path) -> None:
+    """The third event is out of range: refused before anything connects (the services
+    here are closed ports), so the first two are not published now and again once the
+    file is fixed (without ids they get new ones: billed twice)."""
+    disk = {"service_item_type": "HardDisk", "operation": "Order", "requester": "alice",
+            "home_ou": "eng/platform", "attributes": {"quantity": 1, "model": "x"}}
+    path = tmp_path / "events.json"
+    path.write_text(json.dumps([{**disk, "service_item_id": "hd-1"},
+                                {**disk, "service_item_id": "hd-2"},
+                                {**disk, "service_item_id": "hd-3",
+                                 "attributes": {"quantity": 1e25, "model": "x"}}]))
+    error = _one_sentence(rating("produce", "--file", str(path), env=_no_services()),
+                          "produce")
+    assert error.startswith(f"rating produce: {path}#2: invalid event: ")
+    assert "'quantity'" in error
+    assert error.endswith("; nothing was published")
+
+
 def _store_history(url: str, env: dict[str, str], expected_rows: int) -> None:
     """`rating sink billing-history --url URL` until it has stored the rows; SIGTERM stops it
     cleanly (exit 0)."""

@@ -321,6 +321,16 @@ def test_a_dead_redis_stops_only_what_uses_redis(tmp_path: Path) -> None:
         stack.resolve_endpoints({}, state_dir=tmp_path, needed=WITH_REDIS)
 
 
+def test_a_publisher_needs_no_redis_url(tmp_path: Path) -> None:
+    """A platform service names Kafka and the registry only: it was refused for want of a
+    REDIS_URL it never uses."""
+    environ = {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "SCHEMA_REGISTRY_URL": "http://r"}
+    resolved = stack.resolve_endpoints(environ, state_dir=tmp_path, needed=KAFKA_ONLY)
+    assert resolved == Endpoints("k:9092", "http://r", "")
+    with pytest.raises(StackError, match="no REDIS_URL known"):
+        stack.resolve_endpoints(environ, state_dir=tmp_path, needed=WITH_REDIS)
+
+
 def test_env_file_quotes_round_trip(tmp_path: Path) -> None:
     odd = Endpoints("a:1", "http://r", "redis://x", postgres_dsn="postgresql://u@h/db?x=1&y=2 z")
     write_env_file(tmp_path / "env", odd)

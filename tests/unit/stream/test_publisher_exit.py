@@ -80,3 +80,24 @@ def test_an_error_with_every_event_delivered_has_no_note() -> None:
     with pytest.raises(ValueError, match="boom") as caught, publisher:
         raise ValueError("boom")
     assert not getattr(caught.value, "__notes__", [])
+
+
+def test_a_publisher_with_nowhere_to_connect_says_so_as_a_publish_error(
+        tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A platform service catches PublishError: it got the local stack's StackError (with a
+    traceback) when neither the environment nor an env file named Kafka."""
+    for name in ("KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL", "REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RATING_STACK_DIR", str(tmp_path))
+    with pytest.raises(PublishError, match="cannot tell where Kafka and the registry are: "
+                                           "no KAFKA_BOOTSTRAP_SERVERS"):
+        UsagePublisher.connect(topic="usage.events")
+
+
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_event_id_is_refused_not_replaced(empty: str) -> None:
+    """A fresh id in its place would make every re-publication a new event."""
+    with pytest.raises(PublishError, match="event_id is empty"):
+        new_event(service_item_type="HardDisk", service_item_id="hd-1", operation="Order",
+                  attributes={"quantity": 1}, requester="alice", home_ou="eng/platform",
+                  source="test", event_id=empty)

@@ -155,3 +155,30 @@ def test_the_rater_rates_for_the_account_in_the_records_key() -> None:
     assert records
     assert all(record["account_id"].encode() == key for key, record in records)
     assert len(keys) > 1
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    ({"requester": "al\x00ice"}, "INVALID_EVENT"),
+    ({"operation": " "}, "INVALID_EVENT"),
+    ({"attributes": [{"name": "quantity", "number": "NaN", "text": None}]}, "INVALID_EVENT"),
+])
+def test_a_decoded_event_the_router_refuses_is_dead_lettered_with_its_id(
+        change: dict[str, object], reason: str) -> None:
+    """rejected_usage.avsc: event_id is null only when the bytes could not be decoded; the
+    publisher finds its event by it."""
+    from datetime import UTC, datetime
+
+    topics = FIXTURE.settings.topics
+    record = {"event_id": "ev-refused-1", "event_time": datetime(2026, 11, 20, tzinfo=UTC),
+              "service_item_type": "HardDisk", "service_item_id": "hd-1", "operation": "Order",
+              "attributes": [{"name": "quantity", "number": "1", "text": None}],
+              "requester": "alice", "home_ou": "eng/platform", "account_id": None,
+              "provider": None, "product": None, "source": "test", **change}
+    value = FIXTURE.codecs.event_encoder.encode(record)
+    lane = offline.new_lane(FIXTURE.codecs, FIXTURE.settings, FIXTURE.catalog)
+    (output,) = offline.run_stage(lane.router, offline.input_messages(
+        [(b"hd-1", value)], topics.events.name))
+    assert output.topic == topics.dlq.name
+    dead = FIXTURE.codecs.dead_letter_decoder.decode(output.value)
+    assert (dead["reason_code"], dead["event_id"]) == (reason, "ev-refused-1")
+    assert dead["original_value"] == value
