@@ -28,7 +28,7 @@ class Codecs:
 
 
 def register_all(client: SchemaRegistryClient, topics: Topics) -> dict[str, int]:
-    """Register every topic's value schema with BACKWARD compatibility; subject -> id."""
+    """Register every topic's value schema with its compatibility rule; subject -> id."""
     ids = {}
     for role, file_name in {**SCHEMA_FILES, **EXTRA_SCHEMA_FILES}.items():
         topic = getattr(topics, role).name

@@ -56,10 +56,25 @@ def parsed_schema(file_name: str) -> Any:
     return fastavro.parse_schema(json.loads(schema_text(file_name)))
 
 
-def register(client: SchemaRegistryClient, topic: str, file_name: str,
-             compatibility: str = "BACKWARD") -> int:
-    """Register ``file_name`` under ``<topic>-value`` with the compatibility rule; its id."""
+# Schemas of the topics other services write and the processor reads (usage events, licence
+# changes): FULL, so that a platform service's new schema version is one the running
+# processor can read (forward: with BACKWARD alone, a version dropping a field without a
+# default was accepted, and every event written with it was UNDECODABLE) and the
+# processor's own next version reads the events already written (backward). The topics
+# the pipeline writes keep BACKWARD: their next version is ours, read by consumers that
+# upgrade first.
+FULL_COMPATIBILITY = frozenset({"usage_event.avsc", "subscription_event.avsc"})
+
+
+def compatibility_of(file_name: str) -> str:
+    return "FULL" if file_name in FULL_COMPATIBILITY else "BACKWARD"
+
+
+def register(client: SchemaRegistryClient, topic: str, file_name: str) -> int:
+    """Register ``file_name`` under ``<topic>-value`` with its compatibility rule
+    (``compatibility_of``); its id."""
     subject = f"{topic}-value"
+    compatibility = compatibility_of(file_name)
     try:
         client.set_compatibility(subject_name=subject, level=compatibility)
         return int(client.register_schema(subject, Schema(schema_text(file_name), "AVRO")))

@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.fault]
 
 
 def _evolved_encoder(pipeline: Pipeline) -> tuple[int, object]:
-    """A BACKWARD-compatible next version of the event schema (one optional field more),
+    """A compatible next version of the event schema (one optional field more: FULL),
     registered now: its id is new to the processor, which must ask the registry for it."""
     schema = json.loads(schema_text("usage_event.avsc"))
     schema["fields"].append({"name": "trace_id", "type": ["null", "string"], "default": None})
