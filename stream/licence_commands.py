@@ -19,7 +19,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -128,6 +128,7 @@ def bill_licences(settings: Settings, connections: Connections, *, fiscal_year: 
     request = BillingRunRequest(request_id=str(uuid.uuid4()), fiscal_year=fiscal_year,
                                 run=run, event_time=datetime.now(UTC), source=source)
     licences, year = _checked_run(request, catalog)
+    _refuse_far_ahead(request, licences, year)
     # Before anything is billed: a mistyped history path must fail now, not after the
     # run, waiting on an empty history it created.
     store = open_history_store(history_url, must_exist=True)
@@ -172,6 +173,22 @@ def _checked_run(request: BillingRunRequest,
     except EventRejected as rejection:
         raise RatingError(rejection.message.split(": ", 1)[-1]) from None
     return licences, FiscalYear(request.fiscal_year, licences.fiscal_year_start_month)
+
+
+RUN_AHEAD_DAYS = 31  # how early a run may be requested before its billing date
+
+
+def _refuse_far_ahead(request: BillingRunRequest, licences: LicenceCatalog,
+                      year: FiscalYear) -> None:
+    """A run more than a month before its billing date is refused here, before it is
+    requested: a mistyped --fiscal-year (2029 for 2027) would bill every licence for a
+    year to come and close the late true-ups of the years two before it for good."""
+    billing_date = year.month_start(licences.runs[request.run].month)
+    today = request.event_time.date()
+    if billing_date > today + timedelta(days=RUN_AHEAD_DAYS):
+        raise RatingError(f"--fiscal-year {request.fiscal_year} --type {request.run}: the run "
+                          f"bills as of {billing_date}, more than {RUN_AHEAD_DAYS} days after "
+                          f"today ({today}); a mistyped year? Nothing was requested")
 
 
 def wait_for_reports(connections: Connections, topic: str, request_id: str,

@@ -381,6 +381,29 @@ def test_a_billing_run_with_a_mistyped_history_path_bills_nothing(
     assert sum(requests.values()) == 0, requests  # no run was requested
 
 
+@pytest.mark.integration
+def test_a_billing_run_years_ahead_is_refused_before_it_is_requested(
+        connections: Connections, tmp_path: Path) -> None:
+    """--fiscal-year 2099 for 2027: it would bill every licence for a year to come and close
+    the earlier years' late true-ups for good."""
+    from stream.readback import end_offsets
+    from tests.cli.test_cli import _live_env
+
+    suffix = f"-billahead-{uuid.uuid4().hex[:8]}"
+    env = _live_env(connections, suffix)
+    assert rating("topics", env=env).returncode == 0
+    assert rating("catalog", "load", env=env).returncode == 0
+    result = rating("billing-run", "--fiscal-year", "2099", "--type", "annual",
+                    "--out", str(tmp_path), "--timeout", "60", env=env, timeout=120)
+    assert result.returncode == 2, result.stderr[-500:]
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("rating billing-run: --fiscal-year 2099 --type annual: the run "
+                            "bills as of 2098-07-01, more than 31 days after today"), error
+    assert error.endswith("a mistyped year? Nothing was requested")
+    requests = end_offsets(connections, f"licence.events{suffix}")
+    assert sum(requests.values()) == 0, requests
+
+
 def test_licence_changes_an_empty_file_and_an_impossible_date_are_refused(
         tmp_path: Path) -> None:
     empty = tmp_path / "empty.json"
