@@ -248,14 +248,24 @@ def _instance_after(event: UsageEvent, effect: QuotaEffect, held: Instance | Non
     """What the instance holds after the event: nothing once released; for a new one, a
     hold per target; for a resize of an instance not held, adopted at the event's values
     (blocked like a create when they do not fit); else the held ones, resized (a Create
-    delivered again is a resize)."""
+    delivered again is a resize), and a hold adopted at the event's values for each quota
+    of an agreement it holds in that it did not hold: one added to the catalog after the
+    instance's create (a vCPU sum beside a count), which would otherwise never count it.
+    The agreements stay those of its create (a resize by a requester of another OU does
+    not move it into that OU's sub-agreement)."""
     if effect is QuotaEffect.RELEASE:
         return None
     if held is None and effect is QuotaEffect.ACQUIRE:
         return Instance(tuple(_hold(event, target) for target in targets))
     if held is None:
         return Instance(tuple(_adopted(event, target) for target in targets))
-    return Instance(tuple(_resized(event, holding) for holding in held.holdings))
+    resized = tuple(_resized(event, holding) for holding in held.holdings)
+    holds = {(holding.agreement, holding.quota) for holding in held.holdings}
+    agreements = {holding.agreement for holding in held.holdings}
+    added = tuple(_adopted(event, target) for target in targets
+                  if target.agreement in agreements
+                  and (target.agreement, target.quota) not in holds)
+    return Instance(resized + added)
 
 
 def _of_gone(event: UsageEvent, account: ResolvedAccount, item: ServiceItemType,

@@ -12,9 +12,11 @@ import pytest
 
 from processors.catalog import CatalogError, load_catalog_sources
 from processors.catalog.model import MissingPolicy
+from processors.errors import ReasonCode
 from processors.quota import QuotaState, check_quota
 from tests.unit.processors.quota.factories import (
     BASE,
+    VM_COUNT,
     VM_VCPU,
     Clock,
     account_of,
@@ -189,3 +191,31 @@ def test_a_create_of_a_held_instance_is_a_resize_once_the_agreement_is_gone() ->
     assert decide(8) == "allowed"  # sent again: takes nothing more
     assert decide(10) == "NO_AGREEMENT"
     assert used(state, "eng", VM_VCPU) == Decimal(8)
+
+
+COUNT_ONLY = ("agreements:\n  - {id: eng, account: acct-eng, quotas: "
+              "[{service_item_type: VirtualMachine, aggregate: count, quota: 10}]}\n")
+COUNT_AND_VCPU = ("agreements:\n  - {id: eng, account: acct-eng, quotas: "
+                  "[{service_item_type: VirtualMachine, aggregate: count, quota: 10}, "
+                  "{service_item_type: VirtualMachine, aggregate: sum, attribute: vcpu, "
+                  "quota: 20}]}\n")
+
+
+def test_a_sum_quota_added_later_counts_an_instance_from_its_next_resize() -> None:
+    """A vCPU sum added to an agreement that already counted VMs: the VMs created before
+    it were never counted in it, so their resizes went through whatever they took."""
+    before, after = catalog(COUNT_ONLY), catalog(COUNT_AND_VCPU)
+    state, clock = QuotaState(), Clock()
+    assert run(clock.event("Create", "vm-old", vcpu=16), state, before).allowed
+    assert used(state, "eng", VM_VCPU) == 0  # no such quota yet
+    # Adopted into the new quota at the resize's value: 40 does not fit under 20 ...
+    refused = run(clock.event("Resize", "vm-old", vcpu=40), state, after)
+    assert refused.rejection is not None
+    assert refused.rejection.reason is ReasonCode.QUOTA_EXCEEDED
+    assert used(state, "eng", VM_VCPU) == 0
+    # ... 18 does, and is held from then on, and given back with the VM.
+    assert run(clock.event("Resize", "vm-old", vcpu=18), state, after).allowed
+    assert (used(state, "eng", VM_COUNT), used(state, "eng", VM_VCPU)) == (1, 18)
+    assert not run(clock.event("Create", "vm-new", vcpu=4), state, after).allowed  # 22 > 20
+    assert run(clock.event("Delete", "vm-old"), state, after).allowed
+    assert (used(state, "eng", VM_COUNT), used(state, "eng", VM_VCPU)) == (0, 0)
