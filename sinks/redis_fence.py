@@ -15,7 +15,6 @@ topic from what Redis now holds (the beginning), rebuilding the data.
 
 from __future__ import annotations
 
-import logging
 import threading
 import uuid
 from abc import ABC, abstractmethod
@@ -25,10 +24,7 @@ from typing import Any
 import redis
 
 from sinks.base import SinkRecord
-from sinks.runner import SINK_RECORDS, StoreRewound
-
-log = logging.getLogger(__name__)
-STORE_ID_BACKOFF_MAX_S = 10.0
+from sinks.runner import SINK_RECORDS, StoreRewound, until_reachable
 
 
 class OffsetFencedRedisStore(ABC):
@@ -128,12 +124,5 @@ def store_group(group_id: str, store: OffsetFencedRedisStore, stop: threading.Ev
                 transient: tuple[type[BaseException], ...]) -> str | None:
     """``<group_id>-<sink>-<store id>``, waiting (with backoff) while Redis is unreachable
     at start; None if stopped first."""
-    backoff = 0.2
-    while True:
-        try:
-            return f"{group_id}-{store.name}-{store.store_id()[:12]}"
-        except transient as exc:
-            log.warning("%s: Redis unreachable at start, retrying: %s", store.name, exc)
-            if stop.wait(backoff):
-                return None
-            backoff = min(backoff * 2, STORE_ID_BACKOFF_MAX_S)
+    store_id = until_reachable(store.store_id, stop, transient, f"{store.name}: Redis")
+    return None if store_id is None else f"{group_id}-{store.name}-{store_id[:12]}"

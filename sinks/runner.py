@@ -45,6 +45,23 @@ from stream.settings import Connections
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+START_BACKOFF_INITIAL_S = 0.2
+START_BACKOFF_MAX_S = 10.0
+
+
+def until_reachable(call: Callable[[], T], stop: threading.Event,
+                    transient: tuple[type[BaseException], ...], unreachable: str) -> T | None:
+    """``call()`` at a sink's start, retried with backoff while its store is unreachable
+    (``unreachable``, logged with the error each time); None when asked to stop first."""
+    backoff = START_BACKOFF_INITIAL_S
+    while True:
+        try:
+            return call()
+        except transient as exc:
+            log.warning("%s unreachable at start, retrying: %s", unreachable, exc)
+            if stop.wait(backoff):
+                return None
+            backoff = min(backoff * 2, START_BACKOFF_MAX_S)
 OFFSET_BEGINNING = -2
 STORE_DEPENDENCY = "store"  # what /readyz names as missing while the store is down
 

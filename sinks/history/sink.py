@@ -26,7 +26,7 @@ from sinks.base import SinkRecord
 from sinks.history.model import BillingHistoryStore, HistoryError, HistoryStoreUnavailable
 from sinks.history.store import SINK_NAME
 from sinks.history.urls import check_history_url, open_history_store, redact
-from sinks.runner import SinkRunner, sink_consumer
+from sinks.runner import SinkRunner, sink_consumer, until_reachable
 from stream.clients import registry_client
 from stream.contracts import build_codecs
 from stream.messages import origin_of
@@ -82,20 +82,15 @@ def open_when_reachable(url: str, stop: threading.Event, base_dir: Path | None =
                         ) -> tuple[BillingHistoryStore, str] | None:
     """The store and its id (``store_id``), waiting (with backoff) while its database is
     unreachable; None if stopped."""
-    backoff = BACKOFF_INITIAL_S
-    while True:
-        store = None
+    def opened() -> tuple[BillingHistoryStore, str]:
+        store = open_history_store(url, base_dir)
         try:
-            store = open_history_store(url, base_dir)
             return store, store.store_id()
-        except TRANSIENT_ERRORS as exc:
-            if store is not None:
-                store.close()
-            log.warning("billing history %s unreachable at start, retrying: %s", redact(url),
-                        exc)
-            if stop.wait(backoff):
-                return None
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
+        except BaseException:
+            store.close()
+            raise
+
+    return until_reachable(opened, stop, TRANSIENT_ERRORS, f"billing history {redact(url)}")
 
 
 def history_group(settings: Settings, store_id: str) -> str:
