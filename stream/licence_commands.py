@@ -29,7 +29,7 @@ from confluent_kafka import KafkaError, TopicPartition
 from processors.catalog import Catalog, load_catalog_dir
 from processors.catalog.licence_model import LicenceCatalog
 from processors.errors import EventRejected, RatingError
-from processors.licences.billing import resolve_run, run_source
+from processors.licences.billing import billing_date, resolve_run, run_source
 from processors.licences.fiscal import FiscalYear
 from processors.licences.model import BillingRunRequest, LicenceAction, LicenceEvent
 from processors.money import ZERO
@@ -183,11 +183,11 @@ def _refuse_far_ahead(request: BillingRunRequest, licences: LicenceCatalog,
     """A run more than a month before its billing date is refused here, before it is
     requested: a mistyped --fiscal-year (2029 for 2027) would bill every licence for a
     year to come and close the late true-ups of the years two before it for good."""
-    billing_date = year.month_start(licences.runs[request.run].month)
+    bills_as_of = billing_date(year, licences.runs[request.run])
     today = request.event_time.date()
-    if billing_date > today + timedelta(days=RUN_AHEAD_DAYS):
+    if bills_as_of > today + timedelta(days=RUN_AHEAD_DAYS):
         raise RatingError(f"--fiscal-year {request.fiscal_year} --type {request.run}: the run "
-                          f"bills as of {billing_date}, more than {RUN_AHEAD_DAYS} days after "
+                          f"bills as of {bills_as_of}, more than {RUN_AHEAD_DAYS} days after "
                           f"today ({today}); a mistyped year? Nothing was requested")
 
 

@@ -102,7 +102,7 @@ def run_billing(request: BillingRunRequest, catalog: Catalog, state: Subscriptio
     already_paid = 0
     for campus in state.campuses():
         campus_licences = state.licences_of(campus)
-        held = held_by_user(campus_licences, licences, year.month_start(spec.month))
+        held = held_by_user(campus_licences, licences, billing_date(year, spec))
         for licence in campus_licences:
             if not covered(licence, spec, year):
                 continue
@@ -142,10 +142,16 @@ def closed_year(request: BillingRunRequest, newest_billed: int | None) -> None:
             {"run": request.run, "fiscal_year": str(request.fiscal_year)})
 
 
+def billing_date(year: FiscalYear, spec: BillingRunSpec) -> date:
+    """The run's billing date, the first day of its month: the charges' billing period
+    and rate group, and the day a licence must be held on to be billed."""
+    return year.month_start(spec.month)
+
+
 def covered(licence: Licence, spec: BillingRunSpec, year: FiscalYear) -> bool:
     # Active on the run's billing date, whenever the run is processed: a deprovisioning
     # dated later has not happened yet (the licence is billed), one dated before has.
-    if (not licence.active_on(year.month_start(spec.month))
+    if (not licence.active_on(billing_date(year, spec))
             or licence.provisioned_on >= year.month_end(spec.through_month)):
         return False
     if spec.kind is RunKind.ANNUAL:
@@ -189,7 +195,7 @@ def price_licence(licence: Licence, spec: BillingRunSpec, year: FiscalYear, cata
         event_id=event_id,
         # The run's billing date: its month is the charge's billing period, and it picks
         # the rate group in force (the same for every licence of the run).
-        event_time=datetime.combine(year.month_start(spec.month), time(0), UTC),
+        event_time=datetime.combine(billing_date(year, spec), time(0), UTC),
         service_item_type=licences.service_item_type,
         service_item_id=licence.record_number,
         operation=spec.kind.operation,
